@@ -1,0 +1,116 @@
+"""Cluster-wide checks, run once (they are not parametrized by host)."""
+
+import re
+
+import pytest
+import testinfra
+from cassandra import ConsistencyLevel, Unauthorized
+from cassandra.cluster import NoHostAvailable
+from cassandra.query import SimpleStatement
+from conftest import NODES, secret, wait_until
+
+def up_normal(node1) -> set[str]:
+    out = node1.run("nodetool status").stdout
+    return set(re.findall(r"^UN\s+(\S+)", out, re.M))
+
+
+def test_three_nodes_up_normal(node1, ips):
+    assert up_normal(node1) == set(ips.values())
+
+
+def test_keyspace_is_rf3_with_network_topology(admin):
+    row = admin.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = 'logging'").one()
+    assert row.replication["class"].endswith("NetworkTopologyStrategy")
+    assert row.replication["dc1"] == "3"
+
+
+@pytest.mark.parametrize("table", ["application_logs", "infrastructure_logs"])
+def test_log_tables_are_tuned_for_time_series(admin, table):
+    t = admin.execute(
+        "SELECT compaction, compression, default_time_to_live, gc_grace_seconds, read_repair "
+        "FROM system_schema.tables WHERE keyspace_name = 'logging' AND table_name = %s",
+        (table,),
+    ).one()
+    assert t.compaction["class"].endswith("TimeWindowCompactionStrategy")
+    assert (t.compaction["compaction_window_unit"], t.compaction["compaction_window_size"]) == ("DAYS", "3")
+    assert t.default_time_to_live == 90 * 86400
+    assert t.compression["class"].endswith("LZ4Compressor")
+    assert t.read_repair == "NONE"
+    assert 3 * 3600 <= t.gc_grace_seconds < 864000
+
+
+def test_schema_verify_reports_ok(ips):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, IACT_CASSANDRA_USERNAME="iact_admin", IACT_CASSANDRA_PASSWORD=secret("cassandra_superuser_password"))
+    out = subprocess.run(
+        [sys.executable, "-m", "iact.schema.cli", "--contact-points", ",".join(ips.values()), "verify"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "schema: ok" in out.stdout
+
+
+def test_default_superuser_cannot_log_in(connect):
+    with pytest.raises(NoHostAvailable, match="not permitted to log in|Bad credentials"):
+        connect("cassandra", "cassandra")
+
+
+def test_writer_can_write_but_not_drop(connect):
+    writer = connect("iact_writer", secret("cassandra_writer_password"))
+    writer.execute(
+        "INSERT INTO logging.infrastructure_logs (host, day, hour, ts, line_id, message) "
+        "VALUES ('test', '2026-01-01', 0, '2026-01-01 00:00:00+0000', uuid(), 'writer ok')"
+    )
+    with pytest.raises(Unauthorized):
+        writer.execute("DROP TABLE logging.application_logs")
+    with pytest.raises(Unauthorized):
+        writer.execute("SELECT * FROM logging.application_logs LIMIT 1")
+
+
+def test_reader_can_read_but_not_write(connect):
+    reader = connect("iact_reader", secret("cassandra_reader_password"))
+    reader.execute("SELECT * FROM logging.application_logs LIMIT 1")
+    with pytest.raises(Unauthorized):
+        reader.execute(
+            "INSERT INTO logging.application_logs (host, day, hour, ts, log_id) VALUES ('x', '2026-01-01', 0, 0, uuid())"
+        )
+
+
+def test_quorum_write_survives_one_node_down_and_node_rejoins(node1, admin, ips):
+    node3 = testinfra.get_host("podman://cass3")
+    insert = SimpleStatement(
+        "INSERT INTO logging.application_logs (host, day, hour, ts, log_id, message) "
+        "VALUES ('quorum', '2026-01-01', 0, toTimestamp(now()), uuid(), 'written with a node down')",
+        consistency_level=ConsistencyLevel.QUORUM,
+    )
+    node3.run_expect([0], "systemctl stop cassandra")
+    try:
+        wait_until(lambda: ips["cass3"] not in up_normal(node1), 120, "cass3 to leave UN")
+        admin.execute(insert)
+        read = SimpleStatement(
+            "SELECT message FROM logging.application_logs WHERE host='quorum' AND day='2026-01-01' AND hour=0",
+            consistency_level=ConsistencyLevel.QUORUM,
+        )
+        assert [r.message for r in admin.execute(read)][-1] == "written with a node down"
+    finally:
+        node3.run_expect([0], "systemctl start cassandra")
+    wait_until(lambda: up_normal(node1) == set(ips.values()), 240, "cass3 to rejoin UN")
+
+
+def test_maintenance_times_differ_across_nodes():
+    def schedule(name):
+        cron = testinfra.get_host(f"podman://{name}").file("/etc/cron.d/cassandra-maintenance").content_string
+        return tuple(
+            " ".join(line.split()[:5])
+            for line in cron.splitlines()
+            if "cassandra-maintenance" in line and not line.startswith("#")
+        )
+
+    schedules = [schedule(n) for n in NODES]
+    assert all(len(s) == 2 for s in schedules), schedules
+    repairs = {s[0] for s in schedules}
+    cleanups = {s[1] for s in schedules}
+    assert len(repairs) == 3 and len(cleanups) == 3, schedules
