@@ -1,6 +1,9 @@
 """Cluster-wide checks, run once (they are not parametrized by host)."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import testinfra
@@ -8,6 +11,7 @@ from cassandra import ConsistencyLevel, Unauthorized
 from cassandra.cluster import NoHostAvailable
 from cassandra.query import SimpleStatement
 from conftest import NODES, secret, wait_until
+
 
 def up_normal(node1) -> set[str]:
     out = node1.run("nodetool status").stdout
@@ -40,21 +44,21 @@ def test_log_tables_are_tuned_for_time_series(admin, table):
 
 
 def test_schema_verify_reports_ok(ips):
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, IACT_CASSANDRA_USERNAME="iact_admin", IACT_CASSANDRA_PASSWORD=secret("cassandra_superuser_password"))
+    password = secret("cassandra_superuser_password")
+    env = dict(os.environ, IACT_CASSANDRA_USERNAME="iact_admin", IACT_CASSANDRA_PASSWORD=password)
     out = subprocess.run(
         [sys.executable, "-m", "iact.schema.cli", "--contact-points", ",".join(ips.values()), "verify"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "schema: ok" in out.stdout
 
 
 def test_default_superuser_cannot_log_in(connect):
-    with pytest.raises(NoHostAvailable, match="not permitted to log in|Bad credentials"):
+    with pytest.raises(NoHostAvailable, match=r"not permitted to log in|Bad credentials"):
         connect("cassandra", "cassandra")
 
 
@@ -75,7 +79,8 @@ def test_reader_can_read_but_not_write(connect):
     reader.execute("SELECT * FROM logging.application_logs LIMIT 1")
     with pytest.raises(Unauthorized):
         reader.execute(
-            "INSERT INTO logging.application_logs (host, day, hour, ts, log_id) VALUES ('x', '2026-01-01', 0, 0, uuid())"
+            "INSERT INTO logging.application_logs (host, day, hour, ts, log_id) "
+            "VALUES ('x', '2026-01-01', 0, 0, uuid())"
         )
 
 
