@@ -45,6 +45,8 @@ def build_cluster(settings: ConnectionSettings) -> Cluster:
         ssl_context=ssl_context,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=settings.connect_timeout,
+        # Cassandra 4.0+ speaks v5; saying so skips the driver's noisy downgrade handshake.
+        protocol_version=5,
     )
 
 

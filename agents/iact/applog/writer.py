@@ -1,0 +1,170 @@
+"""The background writer: queue -> rows -> batches -> Cassandra, or the spool while it is away.
+
+Order is kept: while anything is spooled, new rows go behind it in the spool, and the spool
+is replayed (with backoff between attempts) before new rows are written directly.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from iact.applog.config import HandlerConfig
+from iact.applog.rows import COLUMNS, PARTITION_KEY, build_row, row_from_json, row_to_json
+from iact.sink.cassandra import CassandraSink, SinkError
+from iact.sink.spool import Spool
+
+STOP = object()
+
+
+@dataclass
+class FlushRequest:
+    """Put on the queue; set once everything queued before it is written or spooled."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Stats:
+    """Counters read by get_stats(); written by one thread each, read racily, which is fine."""
+
+    logs_queued: int = 0
+    logs_written: int = 0
+    logs_dropped: int = 0
+    logs_spooled: int = 0
+    batches: int = 0
+    write_errors: int = 0
+    last_error: str | None = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Writer(threading.Thread):
+    """One per process; started lazily by the handler in the process that logs."""
+
+    def __init__(self, config: HandlerConfig, q: queue.Queue, stats: Stats) -> None:
+        super().__init__(name="iact-cassandra-writer", daemon=True)
+        self.config, self.queue, self.stats = config, q, stats
+        self.sink = CassandraSink(
+            config.connection(),
+            config.keyspace,
+            config.table,
+            COLUMNS,
+            PARTITION_KEY,
+            ttl_seconds=config.ttl_seconds,
+            consistency=config.consistency,
+            max_batch_rows=config.batch_size,
+        )
+        self.spool = self._spool_at(config.spool_file())
+        # Spools left by processes that died (a crashed worker) are replayed too, oldest first.
+        base = config.spool_file().rsplit(".", 2)[0]
+        self.orphans = [
+            self._spool_at(p)
+            for p in sorted(glob.glob(f"{glob.escape(base)}.*.spool"), key=os.path.getmtime)
+            if p != config.spool_file() and not _pid_alive(int(p.rsplit(".", 2)[1]))
+        ]
+        self._seq = 0
+        self._retry_at = 0.0
+        self._backoff = 0.5
+
+    def _spool_at(self, path: str) -> Spool:
+        return Spool(path, self.config.spool_max_bytes, row_to_json, row_from_json)
+
+    def run(self) -> None:
+        """Collect rows until the batch is full or old enough, then deliver; replay when idle."""
+        pending: list[dict] = []
+        first_at = 0.0
+        while True:
+            wait = (
+                self.config.flush_interval
+                if not pending
+                else max(0.0, first_at + self.config.flush_interval - time.monotonic())
+            )
+            try:
+                item = self.queue.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            if item is STOP:
+                self._deliver(pending)
+                self.sink.close()
+                return
+            if isinstance(item, FlushRequest):
+                self._deliver(pending)
+                pending = []
+                self._replay(force=True)
+                item.done.set()
+                continue
+            if item is not None:
+                record, message, exc_text = item
+                self._seq += 1
+                try:
+                    pending.append(build_row(record, message, exc_text, self.config.app, self.config.host, self._seq))
+                except Exception as exc:  # never let one odd record stop the writer
+                    self.stats.logs_dropped += 1
+                    self.stats.last_error = f"record could not be converted: {exc!r}"
+                if len(pending) == 1:
+                    first_at = time.monotonic()
+            if pending and (
+                len(pending) >= self.config.batch_size or time.monotonic() - first_at >= self.config.flush_interval
+            ):
+                self._deliver(pending)
+                pending = []
+            elif not pending:
+                self._replay()
+
+    def _spooled(self) -> bool:
+        return self.spool.pending_bytes() > 0 or any(o.pending_bytes() > 0 for o in self.orphans)
+
+    def _deliver(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        if self._spooled() and not self._replay():
+            self._to_spool(rows)
+            return
+        try:
+            self.stats.logs_written += self.sink.write(rows)
+            self.stats.batches += 1
+        except SinkError as exc:
+            self._failed(exc)
+            self._to_spool(rows)
+
+    def _replay(self, force: bool = False) -> bool:
+        """Send spooled rows in order; False when Cassandra is still away (or in backoff)."""
+        if not self._spooled():
+            return True
+        if not force and time.monotonic() < self._retry_at:
+            return False
+        for spool in [*self.orphans, self.spool]:
+            for rows, end in spool.chunks(self.config.batch_size * 10):
+                try:
+                    self.stats.logs_written += self.sink.write(rows)
+                    self.stats.batches += 1
+                except SinkError as exc:
+                    self._failed(exc)
+                    return False
+                spool.ack(end)
+        self._backoff = 0.5
+        return True
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.write_errors += 1
+        self.stats.last_error = str(exc)
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 30.0)
+
+    def _to_spool(self, rows: list[dict]) -> None:
+        kept = self.spool.append(rows)
+        self.stats.logs_spooled += kept
+        self.stats.logs_dropped += len(rows) - kept

@@ -1,0 +1,104 @@
+"""The one Cassandra writer of the agents: prepared inserts, batched per partition, concurrent.
+
+Rows are plain dicts. Rows of one partition go in UNLOGGED batches (one replica set, one
+round trip, no batch log); different partitions go as concurrent requests, never in one batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from cassandra import ConsistencyLevel
+from cassandra.cluster import Cluster, Session
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
+
+from iact.cassandra.session import build_cluster
+from iact.cassandra.settings import ConnectionSettings
+
+
+class SinkError(RuntimeError):
+    """A write did not reach Cassandra; the rows must be kept (spooled) and retried."""
+
+
+class CassandraSink:
+    """Writes rows of one table; connects lazily and reconnects after a failure."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        keyspace: str,
+        table: str,
+        columns: Sequence[str],
+        partition_key: Sequence[str],
+        ttl_seconds: int | None = None,
+        consistency: str = "LOCAL_QUORUM",
+        max_batch_rows: int = 100,
+        concurrency: int = 16,
+    ) -> None:
+        if not hasattr(ConsistencyLevel, consistency):
+            raise ValueError(f"consistency {consistency!r} is not a Cassandra consistency level (e.g. LOCAL_QUORUM)")
+        self.settings = settings
+        self.keyspace, self.table = keyspace, table
+        self.columns = tuple(columns)
+        self.partition_key = tuple(partition_key)
+        self.ttl_seconds = ttl_seconds
+        self.consistency = getattr(ConsistencyLevel, consistency)
+        self.max_batch_rows = max_batch_rows
+        self.concurrency = concurrency
+        self._cluster: Cluster | None = None
+        self._session: Session | None = None
+        self._insert: PreparedStatement | None = None
+
+    def _connect(self) -> None:
+        cluster = build_cluster(self.settings)
+        try:
+            session = cluster.connect()
+            ttl = f" USING TTL {int(self.ttl_seconds)}" if self.ttl_seconds else ""
+            insert = session.prepare(
+                f"INSERT INTO {self.keyspace}.{self.table} ({', '.join(self.columns)}) "
+                f"VALUES ({', '.join('?' for _ in self.columns)}){ttl}"
+            )
+        except Exception as exc:
+            cluster.shutdown()
+            raise SinkError(f"cannot connect to Cassandra at {', '.join(self.settings.contact_points)}: {exc}") from exc
+        insert.consistency_level = self.consistency
+        self._cluster, self._session, self._insert = cluster, session, insert
+
+    def close(self) -> None:
+        """Release connections; the next write reconnects."""
+        if self._cluster is not None:
+            self._cluster.shutdown()
+        self._cluster = self._session = self._insert = None
+
+    def write(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Write all rows or raise SinkError (then some may be written: rows are idempotent)."""
+        if not rows:
+            return 0
+        if self._session is None:
+            self._connect()
+        assert self._session is not None and self._insert is not None
+        by_partition: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            by_partition[tuple(row[k] for k in self.partition_key)].append(row)
+        statements = []
+        for part_rows in by_partition.values():
+            for i in range(0, len(part_rows), self.max_batch_rows):
+                chunk = part_rows[i : i + self.max_batch_rows]
+                if len(chunk) == 1:
+                    statements.append(self._insert.bind([chunk[0].get(c) for c in self.columns]))
+                    continue
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
+                for row in chunk:
+                    batch.add(self._insert, [row.get(c) for c in self.columns])
+                statements.append(batch)
+        try:
+            for i in range(0, len(statements), self.concurrency):
+                futures = [self._session.execute_async(s) for s in statements[i : i + self.concurrency]]
+                for future in futures:
+                    future.result()
+        except Exception as exc:
+            self.close()
+            raise SinkError(f"write to {self.keyspace}.{self.table} failed: {type(exc).__name__}: {exc}") from exc
+        return len(rows)

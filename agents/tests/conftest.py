@@ -1,0 +1,39 @@
+"""Session fixtures: one real Cassandra node with the repository's schema applied."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from cassandra_node import CassandraNode
+
+from iact.cassandra.session import open_session
+from iact.cassandra.settings import ConnectionSettings
+from iact.schema.migrations import apply_migrations, find_cql_dir, load_migrations
+from iact.schema.params import SchemaParams
+
+
+@pytest.fixture(scope="session")
+def cassandra_node():
+    node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-cassandra-")))
+    try:
+        node.start()
+        settings = ConnectionSettings(contact_points=("127.0.0.1",), port=node.port)
+        params = SchemaParams(replication=(("dc1", 1),))
+        with open_session(settings) as session:
+            apply_migrations(session, params, load_migrations(find_cql_dir(), params), lambda _line: None)
+        yield node
+    finally:
+        node.cleanup()
+
+
+@pytest.fixture(scope="session")
+def cassandra_settings(cassandra_node):
+    return ConnectionSettings(contact_points=("127.0.0.1",), port=cassandra_node.port)
+
+
+@pytest.fixture
+def session(cassandra_settings):
+    with open_session(cassandra_settings) as s:
+        yield s
