@@ -109,3 +109,29 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path, capsys):
         release.set()
         logger.removeHandler(handler)
         handler.close()
+
+
+def test_readme_django_logging_snippet_configures_as_written(tmp_path, monkeypatch):
+    import logging.config
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Ship your app's logs", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace("/var/log/iact/app.json.log", str(tmp_path / "app.json.log"))
+    monkeypatch.setenv("IACT_CASSANDRA_PASSWORD", "from-the-environment")  # as the README says
+    namespace: dict = {}
+    exec(code, namespace)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logging.config.dictConfig(namespace["LOGGING"])
+        kinds = {type(h).__name__ for h in root.handlers}
+        assert kinds == {"CassandraHandler", "RotatingFileHandler"}
+        assert "iact.applog.RequestContextMiddleware" in namespace["MIDDLEWARE"]
+    finally:
+        for h in root.handlers[:]:
+            root.removeHandler(h)
+            h.close()
+        root.handlers[:], root.level = saved
