@@ -69,6 +69,24 @@ def throughput(settings: dict, n: int = 50_000) -> float:
     return n / elapsed
 
 
+def sink_ceiling(port: int, n: int = 20_000) -> float:
+    """Rows/s of the shared sink alone, rows pre-built, 1,000 per call: Cassandra's side."""
+    from iact.applog.rows import COLUMNS, PARTITION_KEY, build_row
+    from iact.sink.cassandra import CassandraSink
+
+    record = logging.LogRecord("bench", logging.WARNING, __file__, 1, "ceiling %d", (1,), None)
+    rows = [build_row(record, f"ceiling {i}", None, "bench", "ceiling", i) for i in range(n)]
+    conn = ConnectionSettings(contact_points=("127.0.0.1",), port=port)
+    sink = CassandraSink(conn, "logging", "application_logs", COLUMNS, PARTITION_KEY, consistency="ONE")
+    sink.write(rows[:100])
+    start = time.perf_counter()
+    for i in range(0, n, 1000):
+        sink.write(rows[i : i + 1000])
+    elapsed = time.perf_counter() - start
+    sink.close()
+    return n / elapsed
+
+
 def full_queue_bytes(settings: dict) -> tuple[int, float]:
     """Bytes allocated while the writer is held and the queue fills to queue_maxsize."""
     handler = CassandraHandler(**settings, queue_maxsize=10_000, batch_size=1)
@@ -120,6 +138,7 @@ def main() -> None:
         ours = per_call_us(ours_handler)
         ours_handler.close()
 
+        ceiling = sink_ceiling(node.port)
         rate_1 = throughput(settings)
         rate_3 = None
         if hosts := os.environ.get("IACT_BENCH_HOSTS"):
@@ -141,7 +160,9 @@ def main() -> None:
     print(f"{'QueueHandler per call (baseline)':48} {baseline:>11.2f} µs")
     print(f"{'CassandraHandler per call':48} {ours:>11.2f} µs")
     print(f"{'ratio CassandraHandler / QueueHandler':48} {ours / baseline:>13.2f}x")
+    print(f"{'sink alone, pre-built rows (Cassandra ceiling)':48} {ceiling:>10,.0f} rec/s")
     print(f"{'sustained, 1-node Cassandra (CL ONE)':48} {rate_1:>10,.0f} rec/s")
+    print(f"{'ratio handler / ceiling':48} {rate_1 / ceiling:>13.2f}x")
     if rate_3 is not None:
         print(f"{'sustained, 3-node lab cluster (LOCAL_QUORUM)':48} {rate_3:>10,.0f} rec/s")
     print(f"{'memory held by a full queue (' + str(depth) + ' records)':48} {mem / 2**20:>11.1f} MiB")

@@ -19,6 +19,7 @@ from iact.sink.cassandra import CassandraSink, SinkError
 from iact.sink.spool import Spool
 
 STOP = object()
+MAX_BATCHES_PER_WRITE = 10
 
 
 @dataclass
@@ -116,9 +117,12 @@ class Writer(threading.Thread):
                     self.stats.last_error = f"record could not be converted: {exc!r}"
                 if len(pending) == 1:
                     first_at = time.monotonic()
-            if pending and (
-                len(pending) >= self.config.batch_size or time.monotonic() - first_at >= self.config.flush_interval
-            ):
+            # With a backlog queued, keep collecting (up to ten batches, sent concurrently) so a
+            # busy app is not held to one batch per round trip.
+            full = len(pending) >= self.config.batch_size and (
+                self.queue.empty() or len(pending) >= self.config.batch_size * MAX_BATCHES_PER_WRITE
+            )
+            if pending and (full or time.monotonic() - first_at >= self.config.flush_interval):
                 self._deliver(pending)
                 pending = []
             elif not pending:
