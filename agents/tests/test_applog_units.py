@@ -94,7 +94,7 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path, capsys):
     handler = CassandraHandler(hosts="127.0.0.1", port=1, queue_maxsize=5, batch_size=1, spool_path=str(tmp_path / "s"))
     release = threading.Event()
     handler._start_writer()
-    handler._writer.sink.write = lambda rows: release.wait(30) and len(rows)
+    handler._writer.durable.sink.write = lambda rows: release.wait(30) and len(rows)
     logger = logging.getLogger("test.overflow")
     logger.propagate = False
     logger.addHandler(handler)

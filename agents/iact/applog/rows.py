@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
+from iact.sink.codec import RowCodec
+
 # Limits of what is stored, so one huge record cannot produce a row Cassandra rejects.
 MAX_MESSAGE_CHARS = 64 * 1024
 MAX_EXCEPTION_CHARS = 64 * 1024
@@ -80,19 +82,6 @@ def build_row(
     }
 
 
-def row_to_json(row: dict) -> dict:
-    """Spool encoding: JSON-safe values."""
-    out = dict(row)
-    out["day"] = row["day"].isoformat()
-    out["ts"] = row["ts"].isoformat()
-    out["log_id"] = str(row["log_id"])
-    return out
-
-
-def row_from_json(data: dict) -> dict:
-    """Inverse of row_to_json."""
-    row = dict(data)
-    row["day"] = date.fromisoformat(data["day"])
-    row["ts"] = datetime.fromisoformat(data["ts"])
-    row["log_id"] = uuid.UUID(data["log_id"])
-    return row
+CODEC = RowCodec(dates=("day",), timestamps=("ts",), uuids=("log_id",))
+row_to_json = CODEC.encode
+row_from_json = CODEC.decode

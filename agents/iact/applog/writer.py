@@ -1,8 +1,4 @@
-"""The background writer: queue -> rows -> batches -> Cassandra, or the spool while it is away.
-
-Order is kept: while anything is spooled, new rows go behind it in the spool, and the spool
-is replayed (with backoff between attempts) before new rows are written directly.
-"""
+"""The background writer: queue -> rows -> batches -> the shared DurableSink (Cassandra or spool)."""
 
 from __future__ import annotations
 
@@ -15,7 +11,8 @@ from dataclasses import dataclass, field
 
 from iact.applog.config import HandlerConfig
 from iact.applog.rows import COLUMNS, PARTITION_KEY, build_row, row_from_json, row_to_json
-from iact.sink.cassandra import CassandraSink, SinkError
+from iact.sink.cassandra import CassandraSink
+from iact.sink.durable import DurableSink
 from iact.sink.spool import Spool
 
 STOP = object()
@@ -58,7 +55,7 @@ class Writer(threading.Thread):
     def __init__(self, config: HandlerConfig, q: queue.Queue, stats: Stats) -> None:
         super().__init__(name="iact-cassandra-writer", daemon=True)
         self.config, self.queue, self.stats = config, q, stats
-        self.sink = CassandraSink(
+        sink = CassandraSink(
             config.connection(),
             config.keyspace,
             config.table,
@@ -68,17 +65,17 @@ class Writer(threading.Thread):
             consistency=config.consistency,
             max_batch_rows=config.batch_size,
         )
-        self.spool = self._spool_at(config.spool_file())
         # Spools left by processes that died (a crashed worker) are replayed too, oldest first.
         base = config.spool_file().rsplit(".", 2)[0]
-        self.orphans = [
+        orphans = [
             self._spool_at(p)
             for p in sorted(glob.glob(f"{glob.escape(base)}.*.spool"), key=os.path.getmtime)
             if p != config.spool_file() and not _pid_alive(int(p.rsplit(".", 2)[1]))
         ]
+        self.durable = DurableSink(
+            sink, self._spool_at(config.spool_file()), orphans, replay_chunk=config.batch_size * 10
+        )
         self._seq = 0
-        self._retry_at = 0.0
-        self._backoff = 0.5
 
     def _spool_at(self, path: str) -> Spool:
         return Spool(path, self.config.spool_max_bytes, row_to_json, row_from_json)
@@ -99,12 +96,13 @@ class Writer(threading.Thread):
                 item = None
             if item is STOP:
                 self._deliver(pending)
-                self.sink.close()
+                self.durable.close()
                 return
             if isinstance(item, FlushRequest):
                 self._deliver(pending)
                 pending = []
-                self._replay(force=True)
+                self.durable.replay(force=True)
+                self._sync_stats()
                 item.done.set()
                 continue
             if item is not None:
@@ -125,50 +123,16 @@ class Writer(threading.Thread):
             if pending and (full or time.monotonic() - first_at >= self.config.flush_interval):
                 self._deliver(pending)
                 pending = []
-            elif not pending:
-                self._replay()
-
-    def _spooled(self) -> bool:
-        return self.spool.pending_bytes() > 0 or any(o.pending_bytes() > 0 for o in self.orphans)
+            elif not pending and self.durable.spooled():
+                self.durable.replay()
+                self._sync_stats()
 
     def _deliver(self, rows: list[dict]) -> None:
-        if not rows:
-            return
-        if self._spooled() and not self._replay():
-            self._to_spool(rows)
-            return
-        try:
-            self.stats.logs_written += self.sink.write(rows)
-            self.stats.batches += 1
-        except SinkError as exc:
-            self._failed(exc)
-            self._to_spool(rows)
+        if rows:
+            self.stats.logs_dropped += len(rows) - self.durable.deliver(rows)
+            self._sync_stats()
 
-    def _replay(self, force: bool = False) -> bool:
-        """Send spooled rows in order; False when Cassandra is still away (or in backoff)."""
-        if not self._spooled():
-            return True
-        if not force and time.monotonic() < self._retry_at:
-            return False
-        for spool in [*self.orphans, self.spool]:
-            for rows, end in spool.chunks(self.config.batch_size * 10):
-                try:
-                    self.stats.logs_written += self.sink.write(rows)
-                    self.stats.batches += 1
-                except SinkError as exc:
-                    self._failed(exc)
-                    return False
-                spool.ack(end)
-        self._backoff = 0.5
-        return True
-
-    def _failed(self, exc: Exception) -> None:
-        self.stats.write_errors += 1
-        self.stats.last_error = str(exc)
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, 30.0)
-
-    def _to_spool(self, rows: list[dict]) -> None:
-        kept = self.spool.append(rows)
-        self.stats.logs_spooled += kept
-        self.stats.logs_dropped += len(rows) - kept
+    def _sync_stats(self) -> None:
+        d = self.durable.stats
+        self.stats.logs_written, self.stats.logs_spooled, self.stats.batches = d.written, d.spooled, d.batches
+        self.stats.write_errors, self.stats.last_error = d.write_errors, d.last_error
