@@ -12,7 +12,7 @@ from typing import Any
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Cluster, Session
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
 
 from iact.cassandra.session import build_cluster
 from iact.cassandra.settings import ConnectionSettings
@@ -35,6 +35,7 @@ class CassandraSink:
         ttl_seconds: int | None = None,
         consistency: str = "LOCAL_QUORUM",
         max_batch_rows: int = 100,
+        max_batch_bytes: int = 60 * 1024,
         concurrency: int = 16,
     ) -> None:
         if not hasattr(ConsistencyLevel, consistency):
@@ -46,6 +47,7 @@ class CassandraSink:
         self.ttl_seconds = ttl_seconds
         self.consistency = getattr(ConsistencyLevel, consistency)
         self.max_batch_rows = max_batch_rows
+        self.max_batch_bytes = max_batch_bytes
         self.concurrency = concurrency
         self._cluster: Cluster | None = None
         self._session: Session | None = None
@@ -72,6 +74,23 @@ class CassandraSink:
             self._cluster.shutdown()
         self._cluster = self._session = self._insert = None
 
+    def _chunks(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Split one partition's rows by count and by (estimated) size below the batch warning."""
+        chunks: list[list[dict[str, Any]]] = [[]]
+        size = 0
+        for row in rows:
+            est = sum(len(v) if isinstance(v, str) else 16 for v in row.values() if v is not None)
+            if chunks[-1] and (len(chunks[-1]) >= self.max_batch_rows or size + est > self.max_batch_bytes):
+                chunks.append([])
+                size = 0
+            chunks[-1].append(row)
+            size += est
+        return chunks
+
+    def _values(self, row: dict[str, Any]) -> list[Any]:
+        # None would be written as a tombstone per empty column; unset writes nothing at all.
+        return [UNSET_VALUE if (v := row.get(c)) is None else v for c in self.columns]
+
     def write(self, rows: Sequence[dict[str, Any]]) -> int:
         """Write all rows or raise SinkError (then some may be written: rows are idempotent)."""
         if not rows:
@@ -84,14 +103,13 @@ class CassandraSink:
             by_partition[tuple(row[k] for k in self.partition_key)].append(row)
         statements = []
         for part_rows in by_partition.values():
-            for i in range(0, len(part_rows), self.max_batch_rows):
-                chunk = part_rows[i : i + self.max_batch_rows]
+            for chunk in self._chunks(part_rows):
                 if len(chunk) == 1:
-                    statements.append(self._insert.bind([chunk[0].get(c) for c in self.columns]))
+                    statements.append(self._insert.bind(self._values(chunk[0])))
                     continue
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
                 for row in chunk:
-                    batch.add(self._insert, [row.get(c) for c in self.columns])
+                    batch.add(self._insert, self._values(row))
                 statements.append(batch)
         try:
             for i in range(0, len(statements), self.concurrency):

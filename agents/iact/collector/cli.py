@@ -1,0 +1,168 @@
+"""`iact-collector`: run the agent, show its status, check a configuration file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from iact import __version__
+from iact.collector import config as config_mod
+from iact.collector.config import CollectorConfig, ConfigError
+from iact.collector.pipeline import Collector
+from iact.collector.sdnotify import Notifier
+from iact.collector.status import age_seconds, read_status, render, write_status
+
+DEFAULT_CONFIG = "/etc/iact/collector.yaml"
+log = logging.getLogger("iact.collector")
+
+
+def _setup_logging(conf: CollectorConfig) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    # WatchedFileHandler reopens the file after logrotate moves it.
+    handler: logging.Handler = (
+        logging.handlers.WatchedFileHandler(conf.log_file) if conf.log_file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(conf.log_level)
+    logging.getLogger("cassandra").setLevel(logging.ERROR)  # the driver's reconnect chatter
+
+
+class Agent:
+    """The main thread: signals, systemd notifications, status file, counter log, reloads."""
+
+    def __init__(self, path: str, conf: CollectorConfig) -> None:
+        self.path, self.conf = path, conf
+        self.notifier = Notifier()
+        self.stopping = threading.Event()
+        self.reload = threading.Event()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        (self.reload if signum == signal.SIGHUP else self.stopping).set()
+
+    def run(self) -> int:
+        """Until SIGTERM/SIGINT: exit 0 after a graceful stop, 1 if a stage died (systemd restarts us)."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        collector = Collector(self.conf)
+        collector.start()
+        log.info("iact-collector %s started for host %s", __version__, self.conf.host)
+        self.notifier.send("READY=1", f"STATUS=collecting as {self.conf.host}")
+        next_status = next_stats = next_dog = next_save = 0.0
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if self.reload.is_set():
+                self.reload.clear()
+                collector = self._reload(collector)
+            healthy = collector.healthy()
+            if now >= next_save:
+                collector.checkpoints.save()
+                next_save = now + 1.0
+            if now >= next_status:
+                write_status(self.conf.status_file, collector.status())
+                next_status = now + 2.0
+            if now >= next_stats:
+                s = collector.status()
+                log.info("counters %s spool_bytes=%s lag_bytes=%s", s["counters"], s["spool_bytes"], s["lag_bytes"])
+                next_stats = now + self.conf.stats_interval
+            if self.notifier.watchdog_interval and now >= next_dog and healthy:
+                self.notifier.send("WATCHDOG=1")
+                next_dog = now + self.notifier.watchdog_interval
+            if not healthy:
+                log.error("a pipeline stage died; exiting so systemd restarts the agent")
+                collector.stop(self.conf.shutdown_timeout)
+                return 1
+            self.stopping.wait(0.2)
+        self.notifier.send("STOPPING=1")
+        log.info("stopping: delivering what was read, then saving checkpoints")
+        drained = collector.stop(self.conf.shutdown_timeout)
+        write_status(self.conf.status_file, collector.status())
+        log.info(
+            "stopped (%s)", "all read lines delivered" if drained else "deadline hit; the rest is re-read next start"
+        )
+        return 0
+
+    def _reload(self, collector: Collector) -> Collector:
+        try:
+            new_conf = config_mod.load(self.path)
+        except ConfigError as exc:
+            log.error("SIGHUP: keeping the running configuration, the new one is invalid: %s", exc)
+            return collector
+        self.notifier.send("RELOADING=1")
+        collector.stop(self.conf.shutdown_timeout)
+        self.conf = new_conf
+        _setup_logging(new_conf)
+        fresh = Collector(new_conf)
+        fresh.start()
+        log.info("configuration reloaded from %s", self.path)
+        self.notifier.send("READY=1")
+        return fresh
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    conf = config_mod.load(args.config)
+    _setup_logging(conf)
+    return Agent(args.config, conf).run()
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    conf = config_mod.load(args.config)
+    print(f"{args.config}: OK ({len(conf.files)} file sources, journal {'on' if conf.journal else 'off'})")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    conf = config_mod.load(args.config)
+    try:
+        status = read_status(conf.status_file)
+    except FileNotFoundError:
+        print(f"no status at {conf.status_file}: the collector has not run yet", file=sys.stderr)
+        return 3
+    print(json.dumps(status, indent=1, sort_keys=True) if args.json else render(status))
+    problems = []
+    if age_seconds(status) > args.max_age:
+        problems.append(f"status is {age_seconds(status):.0f} s old: is the collector running?")
+    if not status["healthy"]:
+        problems.append("a pipeline stage is not running")
+    if args.max_lag_bytes is not None and status["lag_bytes"] > args.max_lag_bytes:
+        problems.append(f"lag {status['lag_bytes']} bytes is above {args.max_lag_bytes}")
+    for p in problems:
+        print(f"PROBLEM: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    parser = argparse.ArgumentParser(prog="iact-collector", description="Ship host logs to Cassandra.")
+    parser.add_argument("--version", action="version", version=f"iact-collector {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (
+        ("run", "run the agent in the foreground (systemd runs this)"),
+        ("check-config", "validate the configuration file and exit"),
+        ("status", "offsets, lag, spool and counters of the running agent"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})")
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="print the raw status document")
+            p.add_argument("--max-age", type=float, default=30.0, help="fail if the status is older (seconds)")
+            p.add_argument("--max-lag-bytes", type=int, help="fail if more unacknowledged bytes than this")
+    args = parser.parse_args(argv)
+    try:
+        return {"run": _cmd_run, "check-config": _cmd_check, "status": _cmd_status}[args.command](args)
+    except ConfigError as exc:
+        print(f"iact-collector: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

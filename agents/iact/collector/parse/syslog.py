@@ -1,0 +1,173 @@
+"""Syslog-shaped lines: what Debian's rsyslog writes, RFC 3164, RFC 5424 and kernel lines.
+
+Shapes handled (see tests/corpus for real examples):
+- rsyslog traditional file format: `Nov 23 03:00:01 host prog[pid]: msg` (Debian 12's default);
+- rsyslog high-precision format: `2026-11-23T03:00:01.123456+01:00 host prog[pid]: msg` (Debian 13);
+- either of those with an RFC 3164 `<PRI>` in front (network syslog);
+- RFC 5424: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD...] MSG`;
+- kernel lines, in kern.log (`kernel: [ 12.345678] msg`) or raw from dmesg (`[ 12.345678] msg`).
+Anything else becomes a raw entry with the whole line as message and severity unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from iact.collector.parse.model import Parsed, facility_name
+
+_TRADITIONAL = re.compile(r"(?:<(\d{1,3})>)?([A-Z][a-z]{2}) ([ \d]?\d) (\d\d:\d\d:\d\d) (\S+) (.*)", re.S)
+_ISO = re.compile(r"(?:<(\d{1,3})>)?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,9})?(Z|[+-]\d\d:?\d\d)? (\S+) (.*)", re.S)
+_RFC5424 = re.compile(r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (.*))?", re.S)
+_RFC5424_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+_SD_ELEMENT = re.compile(r"\[([^\s\]=]+)((?:\s+[^\s=\]]+=\"(?:[^\"\\]|\\.)*\")*)\]")
+_SD_PARAM = re.compile(r"([^\s=\]]+)=\"((?:[^\"\\]|\\.)*)\"")
+_TAG = re.compile(r"([^\s:\[\]]{1,128})(?:\[(\d{1,10})\])?: ?(.*)", re.S)
+_KERNEL_STAMP = re.compile(r"\[\s*(\d+\.\d+)\] ?(.*)", re.S)
+# Lines without a <PRI> carry no severity; these words make a line an error for alerting purposes.
+_ERRORISH = re.compile(r"\b(?:error|errors|failed|failure|fatal|panic|segfault|denied|critical)\b", re.I)
+_MONTHS = {
+    m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)
+}
+_stamp_cache: dict[str, datetime | None] = {}
+
+
+def _traditional_time(month: str, day: str, clock: str, now: datetime | None = None) -> datetime | None:
+    """Local time without a year -> UTC; the year is the one that puts it at most 2 days ahead of now."""
+    key = f"{month} {day} {clock}"
+    if now is None and key in _stamp_cache:
+        return _stamp_cache[key]
+    mon = _MONTHS.get(month)
+    result = None
+    if mon is not None:
+        ref = now or datetime.now(UTC)
+        try:
+            hh, mm, ss = (int(x) for x in clock.split(":"))
+            local = datetime(ref.year, mon, int(day), hh, mm, ss)
+            result = local.astimezone(UTC)  # naive = the host's local time zone
+            if result > ref + timedelta(days=2):
+                result = local.replace(year=ref.year - 1).astimezone(UTC)
+        except ValueError:  # 30 Feb, 25:00, or 29 Feb in the wrong year
+            result = None
+    if now is None:
+        if len(_stamp_cache) > 10_000:
+            _stamp_cache.clear()
+        _stamp_cache[key] = result
+    return result
+
+
+def _iso_time(base: str, frac: str | None, zone: str | None) -> datetime | None:
+    try:
+        text = base + (frac[:7] if frac else "") + ("+00:00" if zone in (None, "Z") else zone)
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _apply_tag(p: Parsed, rest: str) -> None:
+    m = _TAG.match(rest)
+    if m is None:
+        p.message = rest
+        return
+    p.program, pid, p.message = m.group(1), m.group(2), m.group(3)
+    if pid:
+        p.pid = int(pid)
+    if p.program == "kernel":
+        _apply_kernel_stamp(p, p.message)
+
+
+def _apply_kernel_stamp(p: Parsed, text: str) -> None:
+    m = _KERNEL_STAMP.match(text)
+    if m:
+        p.fields = {"kernel_uptime": m.group(1)}
+        p.message = m.group(2)
+    if p.facility is None:
+        p.facility = "kern"
+
+
+def _apply_pri(p: Parsed, pri: str | None) -> None:
+    if pri is not None:
+        code = int(pri)
+        if code <= 191:
+            p.facility, p.severity_code = facility_name(code >> 3), code & 7
+
+
+def _infer_severity(p: Parsed) -> None:
+    """Without a <PRI> the file line has no severity: call it err if it reads like one, else info."""
+    if p.severity_code is None:
+        p.severity_code = 3 if _ERRORISH.search(p.message) else 6
+        p.severity_inferred = True
+
+
+def _unescape_sd(value: str) -> str:
+    return value.replace('\\"', '"').replace("\\]", "]").replace("\\\\", "\\")
+
+
+def _rfc5424(m: re.Match[str]) -> Parsed:
+    pri, stamp, host, app, procid, msgid, sd, msg = m.groups()
+    p = Parsed(message=msg or "", format="rfc5424")
+    _apply_pri(p, pri)
+    if stamp != "-":
+        iso = _RFC5424_TIME.fullmatch(stamp)
+        p.ts = _iso_time(*iso.groups()) if iso else None
+    p.hostname = None if host == "-" else host
+    p.program = None if app == "-" else app
+    if procid.isdigit():
+        p.pid = int(procid)
+    fields: dict[str, str] = {}
+    if msgid != "-":
+        fields["msgid"] = msgid
+    if procid != "-" and not procid.isdigit():
+        fields["procid"] = procid
+    if sd != "-":
+        for element in _SD_ELEMENT.finditer(sd):
+            for name, value in _SD_PARAM.findall(element.group(2)):
+                fields[f"{element.group(1)}.{name}"] = _unescape_sd(value)
+    if p.message.startswith("\ufeff"):  # RFC 5424 marks UTF-8 messages with a BOM
+        p.message = p.message[1:]
+    p.fields = fields or None
+    return p
+
+
+def parse_line(text: str, fmt: str = "auto", facility: str | None = None) -> Parsed:
+    """Parse one line (without its newline). Never raises: the fallback is a raw entry."""
+    if fmt == "raw":
+        return Parsed(message=text, facility=facility)
+    if fmt in ("auto", "syslog"):
+        if text.startswith("<"):
+            m5 = _RFC5424.match(text)
+            if m5:
+                return _rfc5424(m5)
+        first = text[:1]
+        if first.isdigit() or first == "<":
+            m = _ISO.match(text)
+            if m:
+                pri, base, frac, zone, host, rest = m.groups()
+                p = Parsed(
+                    message=rest, ts=_iso_time(base, frac, zone), hostname=host, format="syslog", facility=facility
+                )
+                _apply_pri(p, pri)
+                _apply_tag(p, rest)
+                _infer_severity(p)
+                return p
+        m = _TRADITIONAL.match(text)
+        if m:
+            pri, month, day, clock, host, rest = m.groups()
+            p = Parsed(message=rest, ts=_traditional_time(month, day.strip(), clock), hostname=host, format="syslog")
+            p.facility = facility
+            _apply_pri(p, pri)
+            _apply_tag(p, rest)
+            _infer_severity(p)
+            return p
+    if fmt in ("auto", "kernel") and text.startswith(("[", "<")):
+        body, pri = text, None
+        if text.startswith("<") and ">" in text[:5]:
+            pri, body = text[1 : text.index(">")], text[text.index(">") + 1 :]
+        if body.startswith("["):
+            p = Parsed(message=body, program="kernel", format="kernel", facility="kern")
+            _apply_kernel_stamp(p, body)
+            if pri and pri.isdigit():
+                p.severity_code = int(pri) & 7
+            _infer_severity(p)
+            return p
+    return Parsed(message=text, facility=facility)

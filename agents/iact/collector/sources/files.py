@@ -1,0 +1,316 @@
+"""Follow files the way logrotate leaves them: renamed, copy-truncated, deleted, recreated.
+
+A file is known by device + inode + a hash of its first bytes (inodes are recycled, and a
+copy-truncated file keeps its inode but not its first bytes). Each generation of a file gets a
+key when first seen; the key and the byte offset of a line make its row id, so re-reading a
+line after a crash overwrites the row instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from iact.collector.checkpoint import Checkpoints, FileState
+from iact.collector.config import FileSource
+from iact.collector.sources.records import RawLine
+
+log = logging.getLogger(__name__)
+
+FP_BYTES = 1024
+READ_CHUNK = 256 * 1024
+MAX_CHUNKS_PER_POLL = 16  # per file, so one busy file cannot starve the others
+
+
+def _fingerprint(fd: int, length: int = FP_BYTES) -> tuple[str, int]:
+    head = os.pread(fd, length, 0)
+    return hashlib.sha256(head).hexdigest(), len(head)
+
+
+@dataclass
+class Tracked:
+    """An open file generation and the read position (ahead of the acknowledged one)."""
+
+    state: FileState
+    spec: FileSource
+    fd: int
+    pos: int
+    line_start: int
+    buf: bytearray = field(default_factory=bytearray)
+    cut: int = 0
+    rotated: bool = False
+    last_size: int = -1
+    last_growth: float = field(default_factory=time.monotonic)
+    first_ts: str | None = None  # fallback time for leading lines without one (fixed per generation)
+
+
+class FileTailer:
+    """poll() yields every complete line that appeared since the last call, file by file."""
+
+    def __init__(
+        self,
+        specs: Sequence[FileSource],
+        checkpoints: Checkpoints,
+        max_line_bytes: int = 64 * 1024,
+        start_position: str = "end",
+        rotate_wait: float = 5.0,
+    ) -> None:
+        self.specs = list(specs)
+        self.checkpoints = checkpoints
+        self.max_line_bytes = max_line_bytes
+        self.start_position = start_position
+        self.rotate_wait = rotate_wait
+        self.tracked: dict[str, Tracked] = {}
+        self._initial = True
+
+    # -- discovery -------------------------------------------------------------------------
+    def _scan(self) -> dict[str, tuple[FileSource, os.stat_result]]:
+        found: dict[str, tuple[FileSource, os.stat_result]] = {}
+        for spec in self.specs:
+            for path in sorted(glob.glob(spec.path)):
+                if path in found:
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found[path] = (spec, st)
+        return found
+
+    def _open(self, path: str) -> int | None:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except PermissionError:
+            log.error("cannot read %s: permission denied; add the collector's user to the file's group (adm)", path)
+        except OSError:
+            pass
+        return None
+
+    def _matching_state(self, st: os.stat_result, fd: int) -> FileState | None:
+        """A persisted generation with this identity (a restart, or a rotated file matched by a glob)."""
+        for state in self.checkpoints.files.values():
+            same_inode = (state.dev, state.ino) == (st.st_dev, st.st_ino) and state.key not in self.tracked
+            if same_inode and _fingerprint(fd, state.fp_len)[0] == state.fp:
+                return state
+        return None
+
+    def _new_generation(self, spec: FileSource, path: str, st: os.stat_result, fd: int, offset: int) -> FileState:
+        fp, fp_len = _fingerprint(fd)
+        now = datetime.now(UTC)
+        state = FileState(
+            key=f"{st.st_dev}-{st.st_ino}-{fp[:12]}-{int(now.timestamp() * 1e6)}",
+            source=spec.source,
+            path=path,
+            dev=st.st_dev,
+            ino=st.st_ino,
+            fp=fp,
+            fp_len=fp_len,
+            offset=offset,
+            first_seen=now.isoformat(),
+        )
+        self.checkpoints.register(state)
+        return state
+
+    def _start_offset(self, path: str, fd: int, size: int) -> int:
+        if not self._initial or path in self.checkpoints.known_paths or self.start_position == "beginning":
+            return 0
+        # Start after the last complete line, not in the middle of one being written.
+        tail = os.pread(fd, min(size, 64 * 1024), max(0, size - 64 * 1024))
+        nl = tail.rfind(b"\n")
+        return size if nl < 0 and size > 64 * 1024 else max(0, size - len(tail) + nl + 1)
+
+    def _track(self, state: FileState, spec: FileSource, fd: int, rotated: bool = False) -> None:
+        self.tracked[state.key] = Tracked(
+            state=state, spec=spec, fd=fd, pos=state.offset, line_start=state.offset, rotated=rotated,
+            first_ts=state.last_ts or state.first_seen,
+        )  # fmt: skip
+
+    def discover(self) -> None:
+        """Notice rotations and new files; on the first call, also resume files rotated while stopped."""
+        found = self._scan()
+        by_identity = {(t.state.dev, t.state.ino): t for t in self.tracked.values()}
+        for t in self.tracked.values():
+            if t.rotated:
+                continue
+            current = found.get(t.state.path)
+            if current is None or (current[1].st_dev, current[1].st_ino) != (t.state.dev, t.state.ino):
+                log.info("%s was rotated or removed; reading the old file to its end", t.state.path)
+                t.rotated = True
+                t.last_growth = time.monotonic()
+        for path, (spec, st) in found.items():
+            if (st.st_dev, st.st_ino) in by_identity:
+                continue
+            fd = self._open(path)
+            if fd is None:
+                continue
+            state = self._matching_state(st, fd)
+            if state is None:
+                state = self._new_generation(spec, path, st, fd, self._start_offset(path, fd, st.st_size))
+                log.info("following %s from offset %d", path, state.offset)
+            else:
+                state.path, state.closed_at = path, None
+            self._track(state, spec, fd)
+            by_identity[(st.st_dev, st.st_ino)] = self.tracked[state.key]
+        if self._initial:
+            self._initial = False
+            self._resume_rotated_while_stopped()
+
+    def _resume_rotated_while_stopped(self) -> None:
+        specs = {s.source: s for s in self.specs}
+        for state in list(self.checkpoints.files.values()):
+            if state.key in self.tracked or state.closed_at is not None:
+                continue
+            fd = self._find_in_directory(state)
+            if fd is None:
+                log.warning(
+                    "%s (generation %s) disappeared while the collector was stopped; lines after offset %d "
+                    "could not be read. Keep at least one uncompressed rotation (logrotate delaycompress).",
+                    state.path, state.key, state.offset,
+                )  # fmt: skip
+                self.checkpoints.forget(state.key)
+                continue
+            spec = specs.get(state.source) or FileSource(path=state.path, source=state.source)
+            log.info("resuming %s (rotated while stopped) at offset %d", state.path, state.offset)
+            self._track(state, spec, fd, rotated=True)
+
+    def _find_in_directory(self, state: FileState) -> int | None:
+        try:
+            entries = list(os.scandir(os.path.dirname(state.path)))
+        except OSError:
+            return None
+        for entry in entries:
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (state.dev, state.ino) and (fd := self._open(entry.path)) is not None:
+                if _fingerprint(fd, state.fp_len)[0] == state.fp:
+                    state.path = entry.path
+                    return fd
+                os.close(fd)
+        return None
+
+    # -- reading ---------------------------------------------------------------------------
+    def poll(self) -> Iterator[RawLine]:
+        """Discover, then read every tracked file; close rotated files once drained and quiet."""
+        self.discover()
+        for t in list(self.tracked.values()):
+            yield from self._read(t)
+
+    def _check_replaced(self, t: Tracked, st: os.stat_result) -> bool:
+        """Truncated (size below our position) or rewritten (first bytes changed)? copytruncate does both."""
+        if st.st_size < t.pos:
+            return True
+        if t.state.fp_len and _fingerprint(t.fd, t.state.fp_len)[0] != t.state.fp:
+            return True
+        if t.state.fp_len < FP_BYTES and st.st_size > t.state.fp_len:
+            t.state.fp, t.state.fp_len = _fingerprint(t.fd)  # identity sharpens as the file grows
+        return False
+
+    def _read(self, t: Tracked) -> Iterator[RawLine]:
+        try:
+            st = os.fstat(t.fd)
+        except OSError:
+            return
+        if st.st_nlink == 0 and not t.rotated:
+            t.rotated = True
+        if st.st_size != t.last_size:
+            if self._check_replaced(t, st):
+                yield from self._replace(t)
+                return
+            t.last_size = st.st_size
+            t.last_growth = time.monotonic()
+        for _ in range(MAX_CHUNKS_PER_POLL):
+            data = os.pread(t.fd, READ_CHUNK, t.pos)
+            if not data:
+                break
+            base = t.pos
+            t.pos += len(data)
+            yield from self._lines(t, data, base)
+        if t.rotated and t.pos >= st.st_size and time.monotonic() - t.last_growth >= self.rotate_wait:
+            yield from self._flush_partial(t)
+            self._close(t)
+
+    def _lines(self, t: Tracked, data: bytes, base: int) -> Iterator[RawLine]:
+        limit = self.max_line_bytes
+        parts = data.split(b"\n")
+        rest = parts.pop()
+        off = base
+        spec, key = t.spec, t.state.key
+        for i, piece in enumerate(parts):
+            end = off + len(piece) + 1
+            cut = 0
+            if i == 0 and (t.buf or t.cut):
+                room = limit - len(t.buf)
+                cut = t.cut + max(0, len(piece) - room)
+                piece = bytes(t.buf) + piece[: max(0, room)]
+                t.buf.clear()
+                t.cut = 0
+            elif len(piece) > limit:
+                cut, piece = len(piece) - limit, piece[:limit]
+            start = t.line_start
+            t.line_start = end
+            off = end
+            if piece.endswith(b"\r"):
+                piece = piece[:-1]
+            if piece or cut:
+                yield RawLine(spec.source, key, start, end, piece, cut, spec.format, t.first_ts)
+        if rest:
+            room = limit - len(t.buf)
+            if room > 0:
+                t.buf += rest[:room]
+            t.cut += max(0, len(rest) - max(room, 0))
+
+    def _flush_partial(self, t: Tracked) -> Iterator[RawLine]:
+        """The last line of a file that will never get its newline."""
+        if t.buf or t.cut:
+            line = RawLine(
+                t.spec.source, t.state.key, t.line_start, t.pos, bytes(t.buf), t.cut, t.spec.format, t.first_ts
+            )
+            t.buf.clear()
+            t.cut = 0
+            t.line_start = t.pos
+            yield line
+
+    def _replace(self, t: Tracked) -> Iterator[RawLine]:
+        log.info("%s was truncated or rewritten in place (copytruncate); reading it from the start", t.state.path)
+        yield from self._flush_partial(t)
+        st = os.fstat(t.fd)
+        self.checkpoints.forget(t.state.key)
+        del self.tracked[t.state.key]
+        state = self._new_generation(t.spec, t.state.path, st, t.fd, 0)
+        self._track(state, t.spec, t.fd, rotated=t.rotated)
+
+    def _close(self, t: Tracked) -> None:
+        log.info("finished rotated file %s at offset %d", t.state.path, t.pos)
+        os.close(t.fd)
+        del self.tracked[t.state.key]
+        self.checkpoints.close(t.state.key)
+
+    def lag(self) -> dict[str, dict[str, object]]:
+        """Per file: path, acknowledged offset, size, bytes not yet acknowledged."""
+        out: dict[str, dict[str, object]] = {}
+        for t in list(self.tracked.values()):
+            try:
+                size = os.fstat(t.fd).st_size
+            except OSError:
+                continue
+            out[t.state.path] = {
+                "source": t.state.source, "generation": t.state.key, "acked_offset": t.state.offset,
+                "read_offset": t.pos, "size": size, "lag_bytes": max(0, size - t.state.offset), "rotated": t.rotated,
+            }  # fmt: skip
+        return out
+
+    def close(self) -> None:
+        """Close every descriptor (positions live in the checkpoints)."""
+        for t in self.tracked.values():
+            os.close(t.fd)
+        self.tracked.clear()

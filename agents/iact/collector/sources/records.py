@@ -1,0 +1,37 @@
+"""What sources put on the line queue: raw bytes plus where they came from (for ids and acks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(slots=True)
+class RawLine:
+    """One line of a file; `end` is the offset just after its newline (the checkpoint position)."""
+
+    source: str
+    key: str
+    offset: int
+    end: int
+    data: bytes
+    cut: int  # bytes dropped because the line was longer than max_line_bytes
+    fmt: str
+    fallback_ts: str | None  # time to use until a line of this generation carries one
+
+
+@dataclass(slots=True)
+class RawJournal:
+    """One `journalctl -o json` line."""
+
+    data: bytes
+    cut: int
+
+
+@dataclass(slots=True)
+class MetricSample:
+    """Host health at one instant, already structured."""
+
+    ts: datetime
+    message: str
+    fields: dict[str, str]
