@@ -53,6 +53,7 @@ class Checkpoints:
         self.files: dict[str, FileState] = {}
         self.journal_cursor: str | None = None
         self.known_paths: set[str] = set()
+        self.last_saved: float | None = None  # when the previous run last saved (None: first run)
         self._dirty = False
         self._load()
 
@@ -70,6 +71,7 @@ class Checkpoints:
             state = FileState(**item)
             self.files[state.key] = state
         self.journal_cursor = data.get("journal_cursor")
+        self.last_saved = data.get("saved_at")
         self.known_paths = set(data.get("known_paths", [])) | {s.path for s in self.files.values()}
 
     def register(self, state: FileState) -> None:
@@ -126,6 +128,7 @@ class Checkpoints:
                 "files": [asdict(s) for s in self.files.values()],
                 "journal_cursor": self.journal_cursor,
                 "known_paths": sorted(self.known_paths),
+                "saved_at": time.time(),
             }
             self._dirty = False
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ line after a crash overwrites the row instead of duplicating it.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import logging
@@ -162,6 +163,7 @@ class FileTailer:
         if self._initial:
             self._initial = False
             self._resume_rotated_while_stopped()
+            self._unseen_rotations()
 
     def _resume_rotated_while_stopped(self) -> None:
         specs = {s.source: s for s in self.specs}
@@ -180,6 +182,43 @@ class FileTailer:
             spec = specs.get(state.source) or FileSource(path=state.path, source=state.source)
             log.info("resuming %s (rotated while stopped) at offset %d", state.path, state.offset)
             self._track(state, spec, fd, rotated=True)
+
+    def _unseen_rotations(self) -> None:
+        """Rotated files the previous run never opened (created and rotated away while it was down).
+
+        Only siblings named like rotations of a known path (`syslog.1`, `syslog-20261123`), not
+        compressed, not a known generation, and modified after the previous run's last save: a
+        file we never registered was never read, so reading it from the start duplicates nothing.
+        """
+        since = self.checkpoints.last_saved
+        if since is None:
+            return
+        identities = {(s.dev, s.ino) for s in self.checkpoints.files.values()}
+        identities |= {(t.state.dev, t.state.ino) for t in self.tracked.values()}
+        for known in sorted(self.checkpoints.known_paths):
+            spec = next((s for s in self.specs if fnmatch.fnmatch(known, s.path)), None)
+            if spec is None:
+                continue
+            directory, base = os.path.split(known)
+            candidates = []
+            for name in os.listdir(directory) if os.path.isdir(directory) else []:
+                if name[: len(base)] == base and name[len(base) : len(base) + 1] in (".", "-"):
+                    if not name[len(base) + 1 :].isdigit():
+                        continue
+                    try:
+                        st = os.stat(os.path.join(directory, name))
+                    except OSError:
+                        continue
+                    if (st.st_dev, st.st_ino) not in identities and st.st_mtime >= since - 1 and st.st_size:
+                        candidates.append((st.st_mtime, os.path.join(directory, name), st))
+            for _mtime, path, st in sorted(candidates):
+                fd = self._open(path)
+                if fd is None:
+                    continue
+                log.info("reading %s from the start: rotated while the collector was stopped", path)
+                state = self._new_generation(spec, path, st, fd, 0)
+                self._track(state, spec, fd, rotated=True)
+                identities.add((st.st_dev, st.st_ino))
 
     def _find_in_directory(self, state: FileState) -> int | None:
         try:
@@ -224,8 +263,8 @@ class FileTailer:
             t.rotated = True
         if st.st_size != t.last_size:
             if self._check_replaced(t, st):
-                yield from self._replace(t)
-                return
+                yield from self._flush_partial(t)
+                t = self._replace(t)
             t.last_size = st.st_size
             t.last_growth = time.monotonic()
         for _ in range(MAX_CHUNKS_PER_POLL):
@@ -280,14 +319,14 @@ class FileTailer:
             t.line_start = t.pos
             yield line
 
-    def _replace(self, t: Tracked) -> Iterator[RawLine]:
+    def _replace(self, t: Tracked) -> Tracked:
         log.info("%s was truncated or rewritten in place (copytruncate); reading it from the start", t.state.path)
-        yield from self._flush_partial(t)
         st = os.fstat(t.fd)
         self.checkpoints.forget(t.state.key)
         del self.tracked[t.state.key]
         state = self._new_generation(t.spec, t.state.path, st, t.fd, 0)
         self._track(state, t.spec, t.fd, rotated=t.rotated)
+        return self.tracked[state.key]
 
     def _close(self, t: Tracked) -> None:
         log.info("finished rotated file %s at offset %d", t.state.path, t.pos)
