@@ -1,0 +1,232 @@
+"""Benchmark of iact-collector (run on demand: `python bench/collector_bench.py`).
+
+Prints, each against a baseline measured in the same run:
+- parse throughput per line format on one core (baseline: decoding and splitting the same lines);
+- end-to-end ingest of a file into a real Cassandra node, against the write ceiling for the same
+  rows (the shared sink writing pre-built rows, same batching: Cassandra's side of the pipeline).
+  cassandra-stress is not published on Maven Central for 5.0 and so is not in the lab tarball;
+- CPU and RSS of the agent process while it follows a file growing by 1,000 lines/s;
+- bytes per stored line on disk after flush and major compaction (nodetool tablestats).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents" / "tests"))
+
+from cassandra_node import CassandraNode
+
+from iact.cassandra.session import open_session
+from iact.cassandra.settings import ConnectionSettings
+from iact.collector.parse import parse_line
+from iact.collector.parse.journal import parse_journal
+from iact.collector.rows import COLUMNS, PARTITION_KEY, RowBuilder
+from iact.collector.sources.records import RawLine
+from iact.schema.migrations import apply_migrations, find_cql_dir, load_migrations
+from iact.schema.params import SchemaParams
+from iact.sink.cassandra import CassandraSink
+
+N_PARSE = 200_000
+N_INGEST = 200_000
+
+
+def sample_lines(n: int) -> dict[str, list[str]]:
+    """Realistic shapes, varied so caches do not make it trivial."""
+    progs = ["sshd[2211]", "CRON[1234]", "systemd[1]", "kernel", "postfix/smtpd[3301]", "sudo"]
+    now = datetime.now(UTC)
+    trad, hp, r5424, kern, journal = [], [], [], [], []
+    for i in range(n):
+        p = progs[i % len(progs)]
+        s = i % 60
+        msg = f"session {i} opened for user deploy from 10.0.{i % 255}.{i % 7} port {40000 + i % 20000}"
+        trad.append(f"Nov {1 + i % 28:>2} 03:{i % 60:02d}:{s:02d} cass1 {p}: {msg}")
+        hp.append(f"2026-11-23T03:{i % 60:02d}:{s:02d}.{i % 1000000:06d}+00:00 cass1 {p}: {msg}")
+        r5424.append(f'<165>1 2026-11-23T03:17:{s:02d}.003Z cass1 app {i} ID47 [meta seq="{i}"] {msg}')
+        kern.append(f"Nov 23 03:17:{s:02d} cass1 kernel: [{i}.{i % 999999:06d}] eth0: link up {msg}")
+        journal.append(json.dumps({
+            "__CURSOR": f"s=abc;i={i:x}", "__REALTIME_TIMESTAMP": str(int(now.timestamp() * 1e6) + i),
+            "PRIORITY": "6", "SYSLOG_IDENTIFIER": "sshd", "_PID": "812", "_COMM": "sshd",
+            "_SYSTEMD_UNIT": "ssh.service", "_HOSTNAME": "cass1", "MESSAGE": msg, "_TRANSPORT": "syslog",
+        }))  # fmt: skip
+    return {"syslog (Debian traditional)": trad, "syslog (high precision)": hp, "RFC 5424": r5424,
+            "kernel (kern.log)": kern, "journal JSON": journal}  # fmt: skip
+
+
+def rate(fn: Callable[[bytes], object], items: list[bytes]) -> float:
+    """Items per CPU-second of one thread."""
+    start = time.process_time()
+    for x in items:
+        fn(x)
+    return len(items) / (time.process_time() - start)
+
+
+def parse_rates() -> list[tuple[str, float, float]]:
+    """(format, ours, baseline) in lines per CPU-second."""
+    out = []
+    for name, lines in sample_lines(N_PARSE).items():
+        data = [x.encode() for x in lines]
+        baseline = rate(lambda b: b.decode("utf-8", "replace").split(" ", 5), data)
+        if name == "journal JSON":
+            ours = rate(lambda b: parse_journal(json.loads(b)), data)
+        else:
+            ours = rate(lambda b: parse_line(b.decode("utf-8", "replace")), data)
+        out.append((name, ours, baseline))
+    return out
+
+
+def generate(path: Path, n: int, host: str) -> int:
+    """n high-precision syslog lines (about 110 bytes each); returns bytes written."""
+    with open(path, "a") as f:
+        for i in range(n):
+            stamp = datetime.now(UTC).isoformat()
+            f.write(f"{stamp} {host} sshd[{1000 + i % 500}]: Accepted publickey for deploy from 10.0.{i % 255}.7 "
+                    f"port {40000 + i % 20000} ssh2 seq={i}\n")  # fmt: skip
+    return path.stat().st_size
+
+
+def agent_config(tmp: Path, port: int, log: Path, host: str) -> Path:
+    """A collector.yaml following one file into the bench node."""
+    conf = {
+        "host": host, "cassandra": {"hosts": ["127.0.0.1"], "port": port, "consistency": "ONE"},
+        "sources": {"files": [{"path": str(log), "source": "bench", "format": "syslog"}],
+                    "journal": {"enabled": False}},
+        "start_position": "beginning", "state_dir": str(tmp / "state"), "metrics": {"interval": 0},
+        "poll_interval": 0.1,
+    }  # fmt: skip
+    path = tmp / "collector.yaml"
+    path.write_text(yaml.safe_dump(conf))
+    return path
+
+
+def status(tmp: Path) -> dict:
+    """The running agent's status file."""
+    try:
+        return json.loads((tmp / "state" / "status.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def run_agent(config: Path) -> subprocess.Popen[bytes]:
+    """The agent as systemd would run it."""
+    return subprocess.Popen([sys.executable, "-m", "iact.collector.cli", "run", "--config", str(config)])
+
+
+def ingest(port: int) -> tuple[float, int]:
+    """Lines/s from agent start until every line of a prepared file is acknowledged; bytes per line."""
+    tmp = Path(tempfile.mkdtemp(prefix="iact-bench-ingest-"))
+    log = tmp / "bench.log"
+    size = generate(log, N_INGEST, "ingest")
+    agent = run_agent(agent_config(tmp, port, log, "ingest"))
+    start = time.perf_counter()
+    while status(tmp).get("counters", {}).get("rows_acknowledged", 0) < N_INGEST:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    agent.terminate()
+    agent.wait(30)
+    return N_INGEST / elapsed, size // N_INGEST
+
+
+def ceiling(port: int) -> float:
+    """The shared sink alone writing the same rows, pre-built, 1,000 per call."""
+    tmp = Path(tempfile.mkdtemp(prefix="iact-bench-ceiling-"))
+    generate(tmp / "c.log", N_INGEST, "ceiling")
+    builder = RowBuilder("ceiling")
+    rows, off = [], 0
+    with open(tmp / "c.log", "rb") as f:
+        for line in f:
+            rows.append(builder.build(RawLine("bench", "k", off, off + len(line), line[:-1], 0, "syslog", None))[0])
+            off += len(line)
+    conn = ConnectionSettings(contact_points=("127.0.0.1",), port=port)
+    sink = CassandraSink(conn, "logging", "infrastructure_logs", COLUMNS, PARTITION_KEY, consistency="ONE",
+                         max_batch_rows=1000)  # fmt: skip
+    sink.write(rows[:100])
+    start = time.perf_counter()
+    for i in range(0, len(rows), 1000):
+        sink.write(rows[i : i + 1000])
+    elapsed = time.perf_counter() - start
+    sink.close()
+    return len(rows) / elapsed
+
+
+def steady_state(port: int, per_second: int = 1000, seconds: int = 30) -> tuple[float, float]:
+    """CPU % of one core and RSS (MB) of the agent following a file growing at per_second lines/s."""
+    tmp = Path(tempfile.mkdtemp(prefix="iact-bench-steady-"))
+    log = tmp / "steady.log"
+    log.touch()
+    agent = run_agent(agent_config(tmp, port, log, "steady"))
+    proc = psutil.Process(agent.pid)
+    tick = 0.1
+    next_at = time.monotonic()
+    cpu_start = None
+    end = time.monotonic() + seconds + 5
+    while time.monotonic() < end:
+        generate(log, int(per_second * tick), "steady")
+        if cpu_start is None and time.monotonic() > end - seconds:
+            cpu_start = (proc.cpu_times(), time.monotonic())
+        next_at += tick
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    times, t0 = cpu_start
+    now = proc.cpu_times()
+    cpu = ((now.user + now.system) - (times.user + times.system)) / (time.monotonic() - t0) * 100
+    rss = proc.memory_info().rss / 1e6
+    agent.terminate()
+    agent.wait(30)
+    return cpu, rss
+
+
+def bytes_per_line(node: CassandraNode) -> tuple[float, int]:
+    """Live SSTable bytes per row after flush and major compaction."""
+    nodetool = [str(node.home / "bin" / "nodetool"), "-h", "127.0.0.1", "-p", str(node.jmx_port)]
+    subprocess.run([*nodetool, "flush", "logging", "infrastructure_logs"], check=True)
+    subprocess.run([*nodetool, "compact", "logging", "infrastructure_logs"], check=True)
+    out = subprocess.run([*nodetool, "tablestats", "logging.infrastructure_logs"], check=True, capture_output=True,
+                         text=True).stdout  # fmt: skip
+    live = next(int(line.split(":")[1]) for line in out.splitlines() if "Space used (live)" in line)
+    with open_session(ConnectionSettings(contact_points=("127.0.0.1",), port=node.port)) as s:
+        rows = s.execute("SELECT count(*) FROM logging.infrastructure_logs").one()[0]
+    return live / rows, rows
+
+
+def main() -> None:
+    """Start a node, measure, print the table."""
+    parse = parse_rates()
+    node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-bench-")), heap_mb=1024)
+    node.start()
+    try:
+        conn = ConnectionSettings(contact_points=("127.0.0.1",), port=node.port)
+        params = SchemaParams(replication=(("dc1", 1),))
+        with open_session(conn) as s:
+            apply_migrations(s, params, load_migrations(find_cql_dir(), params), lambda _l: None)
+        ceil = ceiling(node.port)
+        ingest_rate, line_bytes = ingest(node.port)
+        cpu, rss = steady_state(node.port)
+        per_line, rows = bytes_per_line(node)
+    finally:
+        node.cleanup()
+
+    print(f"{'measure':52} {'value':>16} {'baseline / target':>22}")
+    for name, ours, baseline in parse:
+        print(
+            f"{'parse ' + name:52} {ours:>11,.0f} l/s {f'{ours / baseline:.2f}x split; {ours / 150_000:.2f}x 150k':>22}"
+        )
+    print(f"{'write ceiling: shared sink, pre-built rows (CL ONE)':52} {ceil:>11,.0f} r/s")
+    print(f"{f'ingest end to end, {N_INGEST:,} lines of {line_bytes} B':52} {ingest_rate:>11,.0f} l/s "
+          f"{f'{ingest_rate / ceil:.2f}x ceiling (>= 0.70)':>22}")  # fmt: skip
+    print(f"{'agent CPU at 1,000 lines/s (one core)':52} {cpu:>13.1f} %")
+    print(f"{'agent RSS at 1,000 lines/s':52} {rss:>12.1f} MB {'target < 60 MB':>22}")
+    print(f"{f'on disk per stored line ({rows:,} rows, compacted)':52} {per_line:>13.1f} B {'target <= 120 B':>22}")
+
+
+if __name__ == "__main__":
+    main()
