@@ -44,7 +44,8 @@ def test_rolling_upgrade_loses_no_line(tmp_path, connect):
     )
     for node in NODES:
         podman("exec", "-d", node, "sh", "-c", writer)
-    inventory = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    inventory = Path(ephemeral) / "inventory" if ephemeral else ROOT / "inventories" / "lab"
     upgrade = subprocess.run(
         ["ansible-playbook", "playbooks/upgrade_agents.yml", "-i", str(inventory), "-e",
          f"collector_agent_source_dir={src}"],
