@@ -138,7 +138,7 @@ def ingest(port: int) -> tuple[float, int]:
 
 
 def ceiling(port: int) -> float:
-    """The shared sink alone writing the same rows, pre-built, 1,000 per call."""
+    """The shared sink alone writing the same rows, pre-built: the best of 1,000 and 5,000 per call."""
     tmp = Path(tempfile.mkdtemp(prefix="iact-bench-ceiling-"))
     generate(tmp / "c.log", N_INGEST, "ceiling")
     builder = RowBuilder("ceiling")
@@ -151,12 +151,14 @@ def ceiling(port: int) -> float:
     sink = CassandraSink(conn, "logging", "infrastructure_logs", COLUMNS, PARTITION_KEY, consistency="ONE",
                          max_batch_rows=1000)  # fmt: skip
     sink.write(rows[:100])
-    start = time.perf_counter()
-    for i in range(0, len(rows), 1000):
-        sink.write(rows[i : i + 1000])
-    elapsed = time.perf_counter() - start
+    best = 0.0
+    for per_call in (1000, 5000):  # the agent sends up to 5,000 rows per delivery when backlogged
+        start = time.perf_counter()
+        for i in range(0, len(rows), per_call):
+            sink.write(rows[i : i + per_call])
+        best = max(best, len(rows) / (time.perf_counter() - start))
     sink.close()
-    return len(rows) / elapsed
+    return best
 
 
 def steady_state(port: int, per_second: int = 1000, seconds: int = 30) -> tuple[float, float]:

@@ -20,6 +20,11 @@ class Batch:
         self.rows.append(row)
         self.positions.append(position)
 
+    def extend(self, other: Batch) -> None:
+        """Append another batch's rows (read after this one's)."""
+        self.rows.extend(other.rows)
+        self.positions.extend(other.positions)
+
     def __len__(self) -> int:
         return len(self.rows)
 

@@ -30,6 +30,7 @@ from iact.sink.spool import Spool
 
 log = logging.getLogger(__name__)
 STOP = object()
+MERGE_ROWS = 5000
 
 
 @dataclass
@@ -204,6 +205,16 @@ class Collector:
             if batch is STOP:
                 self.durable.replay()
                 return
+            # Merge batches already waiting: more statements in flight per round trip.
+            while len(batch) < MERGE_ROWS:
+                try:
+                    more = self.batches.get_nowait()
+                except queue.Empty:
+                    break
+                if more is STOP:
+                    self.batches.put(STOP)  # seen again by the next get, after this delivery
+                    break
+                batch.extend(more)
             done = 0
             while done < len(batch.rows):
                 done += self.durable.deliver(batch.rows[done:])
