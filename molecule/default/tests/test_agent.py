@@ -78,3 +78,19 @@ def test_logger_line_is_queryable_within_seconds(host, connect):
 
     rows = wait_until(found, 30, f"{marker} from {inventory_name} ({hostname}) in Cassandra", interval=1)
     assert {r.severity for r in rows if r.source == "journal"} == {"err"}
+
+
+def test_host_metrics_are_stored(host, connect):
+    from conftest import secret
+
+    reader = connect("iact_reader", secret("cassandra_reader_password"))
+    query = SimpleStatement(
+        "SELECT host, message, fields FROM logging.infrastructure_logs WHERE day = %s AND source = 'metrics'"
+    )
+    name = host.backend.get_hostname()
+
+    def found():
+        return [r for r in reader.execute(query, (datetime.now(UTC).date(),)) if r.host == name]
+
+    rows = wait_until(found, 90, f"a host metrics entry from {name}", interval=3)
+    assert {"cpu_percent", "mem_percent", "load1", "disk_percent:/"} <= set(rows[0].fields)
