@@ -10,20 +10,16 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from iact.cassandra.settings import ConnectionSettings, SettingsError
+from iact.yamlconfig import ConfigError, Section
+
+__all__ = ["CollectorConfig", "ConfigError", "FileSource", "from_mapping", "load"]
 
 FORMATS = ("auto", "syslog", "kernel", "raw")
 START_POSITIONS = ("end", "beginning")
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
-_UNITS |= {"g": 1024**3, "gb": 1024**3, "gib": 1024**3}
-
-
-class ConfigError(ValueError):
-    """The configuration is wrong; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -105,77 +101,6 @@ class CollectorConfig:
         return Path(self.state_dir) / "spool" / "rows.spool"
 
 
-def parse_size(value: object, key: str) -> int:
-    """'256MiB', '64k' or a plain number of bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip().lower().replace(" ", "")
-    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(digits) :]
-    if not digits or unit not in _UNITS:
-        raise ConfigError(f"{key}: {value!r} is not a size; write bytes as a number or with a unit, e.g. 256MiB")
-    return int(float(digits) * _UNITS[unit])
-
-
-class _Section:
-    """Reads one mapping, remembering which keys were used so unknown keys can be reported."""
-
-    def __init__(self, data: object, path: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path or 'the file'}: expected a mapping of keys, got {type(data).__name__}")
-        self.data: dict[str, Any] = data
-        self.path = path
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self.used.add(name)
-        value = self.data.get(name, default)
-        if value is None or value is default:
-            return value
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise ConfigError(f"{self.key(name)}: expected {want}, got {value!r}")
-        return value
-
-    def positive(self, name: str, default: float) -> float:
-        value = self.get(name, float, default)
-        if value <= 0:
-            raise ConfigError(f"{self.key(name)}: must be a positive number of seconds, got {value}")
-        return value
-
-    def count(self, name: str, default: int, minimum: int = 1) -> int:
-        value = self.get(name, int, default)
-        if value < minimum:
-            raise ConfigError(f"{self.key(name)}: must be at least {minimum}, got {value}")
-        return value
-
-    def size(self, name: str, default: int, minimum: int) -> int:
-        self.used.add(name)
-        value = parse_size(self.data.get(name, default), self.key(name))
-        if value < minimum:
-            raise ConfigError(f"{self.key(name)}: must be at least {minimum} bytes, got {value}")
-        return value
-
-    def section(self, name: str) -> _Section:
-        self.used.add(name)
-        return _Section(self.data.get(name), self.key(name))
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(
-                f"{self.key(unknown[0])}: unknown key; known keys here are {', '.join(sorted(self.used))} "
-                "(check the spelling and the indentation)"
-            )
-
-
 def _hosts(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split(",")
@@ -184,7 +109,7 @@ def _hosts(value: object) -> tuple[str, ...]:
     return tuple(h.strip() for h in value)
 
 
-def _cassandra(s: _Section) -> CassandraConfig:
+def _cassandra(s: Section) -> CassandraConfig:
     conf = CassandraConfig(
         hosts=_hosts(s.get("hosts", (list, str), os.environ.get("IACT_CASSANDRA_HOSTS") or None)),
         port=s.count("port", 9042),
@@ -216,7 +141,7 @@ def _files(value: object) -> tuple[FileSource, ...]:
         raise ConfigError("sources.files: expected a list of {path: ..., source: ...} entries")
     out = []
     for i, item in enumerate(value):
-        s = _Section({"path": item} if isinstance(item, str) else item, f"sources.files[{i}]")
+        s = Section({"path": item} if isinstance(item, str) else item, f"sources.files[{i}]")
         path = s.get("path", str, None)
         if not path or not path.startswith("/"):
             raise ConfigError(f"sources.files[{i}].path: give an absolute path or glob, e.g. /var/log/syslog")
@@ -232,7 +157,7 @@ def _files(value: object) -> tuple[FileSource, ...]:
 
 def from_mapping(data: object) -> CollectorConfig:
     """Validate a parsed YAML document."""
-    top = _Section(data, "")
+    top = Section(data, "")
     cassandra = _cassandra(top.section("cassandra"))
     sources = top.section("sources")
     files = _files(sources.get("files", list, None))

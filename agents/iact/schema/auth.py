@@ -144,3 +144,20 @@ def ensure_grants(
 
 WRITER_PERMISSIONS = ("MODIFY",)
 READER_PERMISSIONS = ("SELECT",)
+# iact-alert reads every log table and writes only its own state (cql/0005_alerting.cql).
+ALERTER_PERMISSIONS = ("SELECT",)
+ALERTER_TABLES = ("alert_state", "alert_silences", "alert_runs")
+
+
+def ensure_table_grants(
+    session: Session, role: str, keyspace: str, tables: tuple[str, ...], permission: str, say: Callable[[str], None]
+) -> bool:
+    """Grant one permission on each listed table (in addition to the keyspace-level grants)."""
+    changed = False
+    for table in tables:
+        rows = session.execute(f"LIST {permission} ON TABLE {keyspace}.{table} OF {role} NORECURSIVE")
+        if not any(r.resource == f"<table {keyspace}.{table}>" for r in rows):
+            session.execute(f"GRANT {permission} ON TABLE {keyspace}.{table} TO {role}")
+            say(f"role {role}: GRANT {permission} ON TABLE {keyspace}.{table}")
+            changed = True
+    return changed

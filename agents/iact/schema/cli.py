@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     roles.add_argument("--keyspace", default="logging")
     roles.add_argument("--writer", required=True)
     roles.add_argument("--reader", required=True)
+    roles.add_argument("--alerter", help="iact-alert's role ($IACT_ALERTER_PASSWORD): reads logs, writes alert state")
     return p
 
 
@@ -106,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
             changed |= auth.ensure_login_role(session, settings, args.reader, reader_pw, _say)
             changed |= auth.ensure_grants(session, args.writer, args.keyspace, auth.WRITER_PERMISSIONS, _say)
             changed |= auth.ensure_grants(session, args.reader, args.keyspace, auth.READER_PERMISSIONS, _say)
+            if args.alerter:
+                alerter_pw = _env_secret("IACT_ALERTER_PASSWORD")
+                changed |= auth.ensure_login_role(session, settings, args.alerter, alerter_pw, _say)
+                changed |= auth.ensure_grants(session, args.alerter, args.keyspace, auth.ALERTER_PERMISSIONS, _say)
+                changed |= auth.ensure_table_grants(
+                    session, args.alerter, args.keyspace, auth.ALERTER_TABLES, "MODIFY", _say
+                )
     _say(f"result: {'changed' if changed else 'unchanged'}")
     return 0
 

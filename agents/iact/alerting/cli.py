@@ -1,0 +1,143 @@
+"""`iact-alert`: evaluate the rules (cron or a timer runs `iact-alert run`), silence, status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from iact.alerting import config as config_mod
+from iact.alerting.config import AlertConfig
+from iact.alerting.engine import Evaluator
+from iact.alerting.notify import Channel, EmailChannel, LogChannel, SlackChannel
+from iact.alerting.query import ALL_KEYS, WindowQuery
+from iact.alerting.rules import RuleError, parse_duration
+from iact.alerting.state import StateStore
+from iact.cassandra.session import CassandraUnavailable, open_session
+from iact.yamlconfig import ConfigError
+
+DEFAULT_CONFIG = "/etc/iact/alerting.yaml"
+log = logging.getLogger("iact.alerting")
+
+
+def channels(conf: AlertConfig) -> dict[str, Channel]:
+    """The configured channels; unconfigured ones are skipped by the rules that name them."""
+    out: dict[str, Channel] = {}
+    if conf.slack:
+        out["slack"] = SlackChannel(conf.slack.webhook_url, conf.slack.timeout)
+    if conf.email:
+        e = conf.email
+        out["email"] = EmailChannel(e.host, e.port, e.sender, list(e.to), e.username, e.password, e.starttls)
+    if conf.log_path:
+        out["log"] = LogChannel(conf.log_path)
+    return out
+
+
+def _run(conf: AlertConfig, args: argparse.Namespace) -> int:
+    owner = f"{conf.name}/{socket.gethostname()}/{os.getpid()}"
+    started = time.perf_counter()
+    with open_session(conf.connection) as session:
+        store = StateStore(session, conf.keyspace, conf.name)
+        holder = None if args.dry_run else store.acquire(owner, ttl=max(conf.interval, 60))
+        if holder:
+            log.warning("another evaluation holds the lease (%s); not evaluating twice", holder)
+            return 0
+        try:
+            evaluator = Evaluator(conf, WindowQuery(session, conf.keyspace), store, channels(conf), args.dry_run)
+            report = evaluator.run()
+        finally:
+            if not args.dry_run:
+                store.release(owner)
+    took = time.perf_counter() - started
+    log.info(
+        "evaluated %d rules over %d window(s) in %.2f s: %d notification(s), %d silenced, %d channel failure(s)",
+        len(conf.rules), len(report.windows), took, len(report.notifications), len(report.silenced),
+        len(report.failures),
+    )  # fmt: skip
+    return 1 if report.failures else 0
+
+
+def _silence(conf: AlertConfig, args: argparse.Namespace) -> int:
+    if args.rule not in {r.name for r in conf.rules}:
+        raise ConfigError(f"no rule named {args.rule!r}; rules: {', '.join(r.name for r in conf.rules)}")
+    try:
+        seconds = parse_duration(args.duration, "--for")
+    except RuleError as exc:
+        raise ConfigError(str(exc)) from exc
+    until = datetime.now(UTC) + timedelta(seconds=seconds)
+    with open_session(conf.connection) as session:
+        StateStore(session, conf.keyspace, conf.name).silence(
+            args.rule, args.key, until, os.environ.get("USER", "unknown")
+        )
+    print(f"silenced {args.rule} [{args.key}] until {until:%Y-%m-%d %H:%M:%S} UTC")
+    return 0
+
+
+def _unsilence(conf: AlertConfig, args: argparse.Namespace) -> int:
+    with open_session(conf.connection) as session:
+        StateStore(session, conf.keyspace, conf.name).unsilence(args.rule, args.key)
+    print(f"unsilenced {args.rule} [{args.key}]")
+    return 0
+
+
+def _status(conf: AlertConfig, _args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    with open_session(conf.connection) as session:
+        store = StateStore(session, conf.keyspace, conf.name)
+        last_at, last_status = store.last_run()
+        print(f"last run: {last_at or 'never'} ({last_status or '-'}), watermark {store.watermark() or '-'}")
+        print(f"{'RULE':24} {'KIND':10} {'WINDOW':>7} {'THRESHOLD':>9}  FIRING KEYS")
+        for rule in conf.rules:
+            firing = [k for k, s in store.states(rule.name).items() if s.firing]
+            print(f"{rule.name:24} {rule.kind:10} {rule.window:>6}s {rule.threshold:>9}  {', '.join(firing) or '-'}")
+        silences = store.silences(now)
+        print("silences:" if silences else "silences: none")
+        for s in silences:
+            print(f"  {s.rule} [{s.key}] until {s.until:%Y-%m-%d %H:%M:%S} UTC (by {s.created_by})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; exit 1 when a channel failed (cron mails it), 2 on bad configuration."""
+    parser = argparse.ArgumentParser(prog="iact-alert", description="Log-rate alerts over Cassandra.")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="evaluate every due window and notify")
+    run.add_argument("--dry-run", action="store_true", help="print what would be sent; change nothing")
+    sil = sub.add_parser("silence", help="hold a rule's notifications for a while")
+    sil.add_argument("rule")
+    sil.add_argument("--key", default=ALL_KEYS, help="one key of a grouped rule (default: every key)")
+    sil.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h, 1d")
+    uns = sub.add_parser("unsilence", help="lift a silence")
+    uns.add_argument("rule")
+    uns.add_argument("--key", default=ALL_KEYS)
+    sub.add_parser("status", help="last run, firing keys, silences")
+    sub.add_parser("check-config", help="validate the configuration and rules")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("cassandra").setLevel(logging.ERROR)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)  # it would log webhook URLs at DEBUG
+    try:
+        conf = config_mod.load(args.config)
+        if args.command == "check-config":
+            print(f"{args.config}: OK ({len(conf.rules)} rules)")
+            return 0
+        handler = {"run": _run, "silence": _silence, "unsilence": _unsilence, "status": _status}[args.command]
+        return handler(conf, args)
+    except ConfigError as exc:
+        print(f"iact-alert: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CassandraUnavailable as exc:
+        print(f"iact-alert: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

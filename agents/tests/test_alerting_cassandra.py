@@ -1,0 +1,263 @@
+"""iact-alert against a real Cassandra node, with rows written at chosen times, and real HTTP and
+SMTP servers on loopback standing in for Slack and the mail relay."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from iact.alerting.cli import channels as build_channels
+from iact.alerting.config import AlertConfig, EmailConfig, SlackConfig
+from iact.alerting.engine import Evaluator
+from iact.alerting.query import WindowQuery
+from iact.alerting.rules import parse_rules
+from iact.alerting.state import StateStore
+
+pytestmark = pytest.mark.cassandra
+
+
+class Slack(http.server.ThreadingHTTPServer):
+    """Records every POST body; answers `status` (500 to simulate an outage)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.status = 200
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.status == 200:
+                    outer.received.append(json.loads(body))
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *_args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/services/T000/B000/secret"
+
+
+class Mailbox:
+    """aiosmtpd handler recording messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, _server, _session, envelope):
+        self.messages.append(envelope.content.decode())
+        return "250 OK"
+
+
+@pytest.fixture
+def slack():
+    server = Slack()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def smtp():
+    box = Mailbox()
+    with socket.socket() as probe:  # aiosmtpd checks its own port on start, so it needs a real one
+        probe.bind(("127.0.0.1", 0))
+        box.port = probe.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+class World:
+    """One test's isolated slice: its own day far from the others, rule names and watermark."""
+
+    def __init__(self, session, cassandra_settings, slack, smtp, tmp_path) -> None:
+        self.session = session
+        self.tag = uuid.uuid4().hex[:6]
+        self.base = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=int(self.tag, 16) % 600, hours=12)
+        self.insert = session.prepare(
+            "INSERT INTO logging.application_logs (host, day, hour, ts, log_id, app, level, logger, message) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.alert_log = tmp_path / "log_alerts.log"
+        self.conf = AlertConfig(
+            connection=cassandra_settings, rules=(), name=f"test-{self.tag}", interval=300, query_delay=60,
+            slack=SlackConfig(slack.url), email=EmailConfig("127.0.0.1", smtp.port, "alerts@lab", ("ops@lab",)),
+            log_path=str(self.alert_log), attempts=2, backoff=0.01,
+        )  # fmt: skip
+        self.now = self.base
+
+    def rules(self, *items):
+        rules = parse_rules(list(items), include_builtin=False)
+        self.conf = replace(self.conf, rules=tuple(replace(r, name=f"{r.name}-{self.tag}") for r in rules))
+
+    def builtin(self, name):
+        rule = next(r for r in parse_rules([]) if r.name == name)
+        self.conf = replace(self.conf, rules=(replace(rule, name=f"{name}-{self.tag}"),))
+
+    def write(self, n, at, level="ERROR", logger="app.db", host="web1"):
+        for i in range(n):
+            ts = at + timedelta(milliseconds=i)
+            self.session.execute(
+                self.insert,
+                (
+                    host,
+                    ts.date(),
+                    ts.hour,
+                    ts,
+                    uuid.uuid4(),
+                    "shop",
+                    level,
+                    logger,
+                    f"{level} {i}",
+                ),
+            )
+
+    def run(self, at, dry_run=False):
+        self.now = at
+        store = StateStore(self.session, "logging", self.conf.name)
+        ev = Evaluator(self.conf, WindowQuery(self.session, "logging"), store, build_channels(self.conf), dry_run,
+                       clock=lambda: at)  # fmt: skip
+        return ev.run()
+
+    def logged(self):
+        if not self.alert_log.exists():
+            return []
+        return [json.loads(line) for line in self.alert_log.read_text().splitlines()]
+
+
+@pytest.fixture
+def world(session, cassandra_settings, slack, smtp, tmp_path):
+    return World(session, cassandra_settings, slack, smtp, tmp_path)
+
+
+# The window [10:00, 10:05) is evaluated by a run at 10:06 (query delay 60 s).
+def window(world, minutes=0):
+    return world.base.replace(hour=10, minute=0) + timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize(("rule", "level", "threshold"), [("errors", "ERROR", 10), ("criticals", "CRITICAL", 5)])
+def test_builtin_level_rules_fire_above_threshold_not_at_it(world, slack, smtp, rule, level, threshold):
+    world.builtin(rule)
+    world.write(threshold, window(world, 1), level=level)
+    report = world.run(window(world, 6))
+    assert report.notifications == [], f"{threshold} {level} records equal the threshold: no alert"
+    world.write(1, window(world, 2), level=level)
+    report = world.run(window(world, 6))
+    assert [(n.status, n.count) for n in report.notifications] == [("firing", threshold + 1)]
+    assert len(slack.received) == 1 and len(smtp.messages) == 1 and len(world.logged()) == 1
+    assert f"{threshold + 1} records" in slack.received[0]["text"] and f"> {threshold}" in slack.received[0]["text"]
+    assert "secret" not in world.alert_log.read_text()
+
+
+def test_logger_loop_is_per_logger(world):
+    world.builtin("logger-loop")
+    world.write(101, window(world, 1), level="INFO", logger="app.loop")
+    world.write(100, window(world, 1), level="INFO", logger="app.busy")
+    report = world.run(window(world, 6))
+    assert [(n.key, n.count) for n in report.notifications] == [("app.loop", 101)]
+
+
+def test_dedup_renotify_and_resolved(world, slack):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 2, "renotify": "1h"})
+    for m in (0, 5, 10):  # three windows in a row above threshold
+        world.write(3, window(world, m + 1))
+    assert len(world.run(window(world, 6)).notifications) == 1
+    assert world.run(window(world, 11)).notifications == [], "still firing: no second message"
+    assert world.run(window(world, 16)).notifications == []
+    report = world.run(window(world, 21))  # window 10:15-10:20 is empty
+    assert [n.status for n in report.notifications] == ["resolved"]
+    assert [json.loads(json.dumps(x))["status"] for x in world.logged()] == ["firing", "resolved"]
+    assert "RESOLVED" in slack.received[-1]["text"]
+
+
+def test_renotify_after_interval(world):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 0, "renotify": "10m"})
+    for m in range(0, 30, 5):
+        world.write(1, window(world, m + 1))
+    statuses = [[n.renotify for n in world.run(window(world, m + 6)).notifications] for m in range(0, 25, 5)]
+    assert statuses == [[False], [], [True], [], [True]]
+
+
+def test_silence_holds_notifications(world, slack):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 0})
+    name = world.conf.rules[0].name
+    store = StateStore(world.session, "logging", world.conf.name)
+    store.silence(name, "*", datetime.now(UTC) + timedelta(hours=2), "test")
+    world.write(5, window(world, 1))
+    report = world.run(window(world, 6))
+    assert report.notifications == [] and len(report.silenced) == 1 and slack.received == []
+    store.unsilence(name, "*")
+    assert store.silences(datetime.now(UTC)) == [] or all(s.rule != name for s in store.silences(datetime.now(UTC)))
+
+
+def test_flatline_host_gone_silent(world):
+    world.rules({"name": "quiet", "kind": "flatline", "group_by": "host", "window": "5m", "threshold": 1,
+                 "lookback": "30m"})  # fmt: skip
+    world.write(5, window(world, -20), level="INFO", host="web1")
+    world.write(5, window(world, -20), level="INFO", host="web2")
+    world.write(3, window(world, 2), level="INFO", host="web1")  # web2 says nothing in 10:00-10:05
+    report = world.run(window(world, 6))
+    assert [(n.key, n.count) for n in report.notifications] == [("web2", 0)]
+
+
+def test_missed_runs_are_caught_up(world):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 2})
+    world.run(window(world, 1))  # watermark 10:00
+    world.write(3, window(world, 6))  # burst in 10:05-10:10; the 10:11 and 10:16 runs never happen
+    report = world.run(window(world, 21))
+    assert len(report.windows) == 5  # 10:00 again, then 10:05, 10:10, 10:15, 10:20
+    assert [(n.status, n.window_end[11:16]) for n in report.notifications] == [
+        ("firing", "10:10"),
+        ("resolved", "10:15"),
+    ]
+
+
+def test_late_rows_are_counted_on_the_next_run(world):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 2})
+    world.write(2, window(world, 1))
+    assert world.run(window(world, 6)).notifications == []
+    world.write(1, window(world, 4))  # arrives late (a spool replayed) into the evaluated window
+    report = world.run(window(world, 11))
+    assert [(n.status, n.window_end[11:16]) for n in report.notifications][:1] == [("firing", "10:05")]
+
+
+def test_failing_channel_does_not_block_the_others(world, slack, smtp):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 0})
+    slack.status = 500
+    world.write(1, window(world, 1))
+    report = world.run(window(world, 6))
+    assert report.failures and report.failures[0].startswith("slack: Slack webhook answered HTTP 500")
+    assert "secret" not in " ".join(report.failures)
+    assert len(smtp.messages) == 1 and len(world.logged()) == 1
+
+
+def test_dry_run_changes_nothing(world, capsys):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 0})
+    world.write(1, window(world, 1))
+    report = world.run(window(world, 6), dry_run=True)
+    assert len(report.notifications) == 1 and "would send" in capsys.readouterr().out
+    assert world.logged() == []
+    assert StateStore(world.session, "logging", world.conf.name).watermark() is None
+
+
+def test_lease_prevents_a_second_evaluator(world):
+    store = StateStore(world.session, "logging", world.conf.name)
+    assert store.acquire("host-a", 60) is None
+    assert store.acquire("host-b", 60) == "host-a"
+    store.release("host-a")
+    assert store.acquire("host-b", 60) is None
+    store.release("host-b")

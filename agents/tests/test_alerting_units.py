@@ -1,0 +1,81 @@
+"""Rules as data: validation names the rule and field; window arithmetic for catch-up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from iact.alerting.config import from_mapping
+from iact.alerting.engine import window_ends
+from iact.alerting.notify import Notification
+from iact.alerting.rules import BUILTIN, RuleError, parse_rules
+from iact.yamlconfig import ConfigError
+
+
+def test_builtin_rules_have_the_seeds_thresholds():
+    rules = {r.name: r for r in parse_rules([])}
+    assert (rules["errors"].threshold, rules["errors"].window, rules["errors"].filters) == (
+        10,
+        300,
+        {"level": ("ERROR",)},
+    )
+    assert (rules["criticals"].threshold, rules["criticals"].filters["level"]) == (5, ("CRITICAL",))
+    assert (rules["logger-loop"].threshold, rules["logger-loop"].group_by) == (100, "logger")
+    assert len(BUILTIN) == 3
+
+
+def test_a_rule_with_a_builtin_name_replaces_it():
+    rules = {r.name: r for r in parse_rules([{"name": "errors", "filter": {"level": "ERROR"}, "threshold": 50}])}
+    assert rules["errors"].threshold == 50 and len(rules) == 3
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"name": "x", "threshold": "ten"}, r"rule 'x': threshold: give a whole number"),
+        ({"name": "x", "threshold": 1, "window": "5 minutes"}, r"rule 'x': window: '5 minutes' is not a duration"),
+        ({"name": "x", "threshold": 1, "table": "metrics"}, r"rule 'x': table: 'metrics'"),
+        ({"name": "x", "threshold": 1, "filter": {"severity": "err"}}, r"rule 'x': filter.severity: not a column"),
+        ({"name": "x", "threshold": 1, "kind": "flatline"}, r"rule 'x': group_by: a flatline rule needs a key"),
+        ({"name": "x", "threshold": 1, "channels": ["pager"]}, r"rule 'x': channels: list some of"),
+        ({"name": "x", "threshold": 1, "treshold": 2}, r"rule 'x': treshold: unknown field"),
+        ({"threshold": 1}, r"rule #1: name"),
+    ],
+)
+def test_rule_errors_name_rule_and_field(rule, message):
+    with pytest.raises(RuleError, match=message):
+        parse_rules([rule])
+
+
+def test_duplicate_names_are_refused():
+    with pytest.raises(RuleError, match="used twice"):
+        parse_rules([{"name": "a", "threshold": 1}, {"name": "a", "threshold": 2}])
+
+
+def test_config_errors():
+    base = {"cassandra": {"hosts": ["h"]}}
+    assert from_mapping(base).slack is None and from_mapping(base).log_path == "/var/log/iact/log_alerts.log"
+    with pytest.raises(ConfigError, match=r"channels\.email\.host: name your SMTP relay"):
+        from_mapping({**base, "channels": {"email": {"to": ["a@b"], "from": "c@d"}}})
+    with pytest.raises(ConfigError, match=r"channels\.slack\.webhook_url"):
+        from_mapping({**base, "channels": {"slack": {"webhook_url": "hooks.slack.com/x"}}})
+    with pytest.raises(ConfigError, match="interval: '5 min' is not a duration"):
+        from_mapping({**base, "interval": "5 min"})
+
+
+def test_window_ends_recount_the_last_and_catch_up_missed_runs():
+    now = datetime(2026, 11, 23, 10, 17, 30, tzinfo=UTC)
+    assert window_ends(None, now, 300, 120, 3600) == [datetime(2026, 11, 23, 10, 15, tzinfo=UTC)]
+    last = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # runs at 10:05 and 10:10 were missed
+    assert window_ends(last, now, 300, 120, 3600) == [last + timedelta(minutes=m) for m in (0, 5, 10, 15)]
+    long_ago = now - timedelta(days=2)
+    assert len(window_ends(long_ago, now, 300, 120, 3600)) == 13, "catch-up is capped at max_catchup"
+
+
+def test_message_names_rule_key_count_window_threshold():
+    n = Notification("logger-loop", "app.payments", "firing", "warning", 150, 100, "frequency",
+                     "2026-11-23T10:00:00+00:00", "2026-11-23T10:05:00+00:00", ["l1", "l2"], "SELECT ...")  # fmt: skip
+    text = n.text()
+    for part in ("logger-loop", "app.payments", "150 records", "> 100", "10:00:00", "10:05:00", "l1", "SELECT"):
+        assert part in text
