@@ -37,3 +37,21 @@ def cassandra_settings(cassandra_node):
 def session(cassandra_settings):
     with open_session(cassandra_settings) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """Start one MariaDB server for the session and point Django's connection at its socket."""
+    from django.conf import settings
+    from django.db import connections
+    from mariadb_server import MariaDBServer
+
+    server = MariaDBServer(Path(tempfile.mkdtemp(prefix="iact-mariadb-")))
+    server.start()
+    settings.DATABASES["default"]["HOST"] = server.socket
+    connections["default"].settings_dict["HOST"] = server.socket
+    try:
+        yield server
+    finally:
+        connections.close_all()
+        server.cleanup()

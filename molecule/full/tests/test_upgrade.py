@@ -1,6 +1,5 @@
 """A rolling upgrade of the agents (playbooks/upgrade_agents.yml) while every node keeps logging."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -10,9 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cassandra.query import SimpleStatement
-from conftest import NODES, secret, wait_until
-
-ROOT = Path(__file__).resolve().parents[3]
+from conftest import NODES, ROOT, playbook, secret, wait_until
 
 
 def bumped_source(tmp_path: Path) -> tuple[Path, str]:
@@ -21,6 +18,7 @@ def bumped_source(tmp_path: Path) -> tuple[Path, str]:
     src.mkdir()
     shutil.copy(ROOT / "pyproject.toml", src)
     shutil.copy(ROOT / "README.md", src)
+    shutil.copytree(ROOT / "scripts", src / "scripts")  # the build fetches the dashboard's Chart.js with it
     shutil.copytree(
         ROOT / "agents", src / "agents", ignore=shutil.ignore_patterns("tests", "__pycache__", "*.egg-info")
     )
@@ -44,13 +42,7 @@ def test_rolling_upgrade_loses_no_line(tmp_path, connect):
     )
     for node in NODES:
         podman("exec", "-d", node, "sh", "-c", writer)
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    inventory = Path(ephemeral) / "inventory" if ephemeral else ROOT / "inventories" / "lab"
-    upgrade = subprocess.run(
-        ["ansible-playbook", "playbooks/upgrade_agents.yml", "-i", str(inventory), "-e",
-         f"collector_agent_source_dir={src}"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    upgrade = playbook("playbooks/upgrade_agents.yml", "-e", f"collector_agent_source_dir={src}")
     for node in NODES:
         podman("exec", node, "touch", "/tmp/upg-stop")
     assert upgrade.returncode == 0, upgrade.stdout[-4000:] + upgrade.stderr[-2000:]

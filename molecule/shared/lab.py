@@ -1,4 +1,7 @@
-"""Fixtures shared by the cluster tests: node addresses and lab credentials."""
+"""Helpers and fixtures shared by the Molecule scenarios' tests: addresses, lab secrets, playbook runs.
+
+Each scenario's conftest.py imports everything from here, so pytest sees the fixtures there.
+"""
 
 import os
 import subprocess
@@ -11,13 +14,14 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 
 NODES = ("cass1", "cass2", "cass3")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def secrets_dir() -> Path:
     """Where the lab's group_vars generated the passwords (the inventory Molecule ran with)."""
     ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
     candidates = [Path(ephemeral) / "inventory" / ".secrets"] if ephemeral else []
-    candidates.append(Path(__file__).resolve().parents[3] / "inventories" / "lab" / ".secrets")
+    candidates.append(ROOT / "inventories" / "lab" / ".secrets")
     for candidate in candidates:
         if (candidate / "cassandra_superuser_password").is_file():
             return candidate
@@ -78,3 +82,38 @@ def connect(ips):
 @pytest.fixture(scope="session")
 def admin(connect):
     return connect("iact_admin", secret("cassandra_superuser_password"))
+
+
+def inventory() -> Path:
+    """The inventory Molecule converged with, or the lab's when run by hand against `scripts/lab up`."""
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    return Path(ephemeral) / "inventory" if ephemeral else ROOT / "inventories" / "lab"
+
+
+def operator_env() -> dict[str, str]:
+    """This process's environment without Molecule's ANSIBLE_CONFIG: the repository's ansible.cfg applies,
+    as when an operator runs a playbook (Molecule's generated one does not enable the iact_dora callback).
+    """
+    return {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"} | {"ANSIBLE_FORCE_COLOR": "0"}
+
+
+def playbook(path: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run one of the repository's playbooks against the lab, as an operator would."""
+    return subprocess.run(
+        ["ansible-playbook", path, "-i", str(inventory()), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=operator_env() | (env or {}),
+    )
+
+
+def recap(stdout: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP as {host: {ok: n, changed: n, ...}}."""
+    hosts = {}
+    for line in stdout.split("PLAY RECAP", 1)[-1].splitlines()[1:]:
+        if ":" in line and "=" in line:
+            name, counts = line.split(":", 1)
+            hosts[name.strip()] = {k: int(v) for k, v in (kv.split("=") for kv in counts.split())}
+    return hosts

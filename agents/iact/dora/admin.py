@@ -1,0 +1,58 @@
+"""The admin lists every row behind the figures, so any number can be traced to its events."""
+
+from django.contrib import admin
+
+from iact.dora.models import ApiToken, Commit, Deployment, Incident, Service
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    """Services."""
+
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+
+
+class CommitInline(admin.TabularInline):
+    """The commits a deployment shipped."""
+
+    model = Commit
+    extra = 0
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    """Deployments."""
+
+    list_display = ["service", "environment", "version", "sha", "status", "started_at", "finished_at", "source"]
+    list_filter = ["environment", "status", "service", "source"]
+    search_fields = ["version", "sha", "external_id"]
+    date_hierarchy = "finished_at"
+    inlines = [CommitInline]
+
+
+@admin.register(Commit)
+class CommitAdmin(admin.ModelAdmin):
+    """Commits."""
+
+    list_display = ["sha", "service", "committed_at", "deployment"]
+    list_filter = ["service"]
+    search_fields = ["sha"]
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    """Incidents."""
+
+    list_display = ["title", "service", "opened_at", "restored_at", "deployment", "source"]
+    list_filter = ["service", "source"]
+    search_fields = ["title", "external_id"]
+    date_hierarchy = "opened_at"
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens (hashes only; create them with `iact-dora dora_token NAME`)."""
+
+    list_display = ["name", "created_at", "last_used_at"]
+    readonly_fields = ["digest", "created_at", "last_used_at"]

@@ -1,0 +1,12 @@
+"""The Django app that holds delivery events and computes DORA's four keys from them."""
+
+from django.apps import AppConfig
+
+
+class DoraConfig(AppConfig):
+    """Registered as iact.dora; its label `dora` names the tables."""
+
+    name = "iact.dora"
+    label = "dora"
+    verbose_name = "DORA metrics"
+    default_auto_field = "django.db.models.BigAutoField"

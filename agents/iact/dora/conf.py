@@ -1,0 +1,205 @@
+"""The dashboard's configuration (/etc/iact/dora/dora.yaml), validated once before Django starts.
+
+Django settings are module globals; reading them from one typed object means a typo in the file
+fails at start with the key's name instead of surfacing as a 500 on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from iact.yamlconfig import ConfigError, Section
+
+DEFAULT_PATH = "/etc/iact/dora/dora.yaml"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """MariaDB in production; SQLite only for a developer's `iact-dora runserver`."""
+
+    engine: str = "sqlite"
+    name: str = "dora.sqlite3"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    host: str = ""
+    port: int = 3306
+    socket: str = ""
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    """Mail goes to the console unless the operator names a relay: never an external SMTP by default."""
+
+    backend: str = "console"
+    host: str = "localhost"
+    port: int = 25
+    user: str = ""
+    password: str = field(default="", repr=False)
+    use_tls: bool = False
+    sender: str = "dora@localhost"
+
+
+@dataclass(frozen=True)
+class CassandraLogConfig:
+    """Where the dashboard ships its own logs (the iact.applog handler); off when hosts is empty."""
+
+    hosts: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    spool_path: str = ""
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """What the health check probes and where it writes its verdict."""
+
+    status_file: str = "/var/lib/iact/dora/health.json"
+    url: str = "http://127.0.0.1:8000/healthz"
+    disk_paths: tuple[str, ...] = ("/",)
+    disk_max_percent: float = 90.0
+    cassandra_hosts: tuple[str, ...] = ()
+    cassandra_port: int = 9042
+
+
+@dataclass(frozen=True)
+class DoraConfig:
+    """Everything settings.py needs."""
+
+    secret_key: str = field(repr=False, default="")
+    debug: bool = False
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
+    csrf_trusted_origins: tuple[str, ...] = ()
+    https: bool = False
+    time_zone: str = "UTC"
+    static_root: str = ""
+    log_file: str = ""
+    cache: str = "locmem"
+    production_environments: tuple[str, ...] = ("production",)
+    github_webhook_secret: str = field(default="", repr=False)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    cassandra: CassandraLogConfig = field(default_factory=CassandraLogConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+
+def _strings(s: Section, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = s.get(name, (list, str), None)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    return tuple(str(v).strip() for v in value)
+
+
+def _choice(s: Section, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = s.get(name, str, default)
+    if value not in choices:
+        raise ConfigError(f"{s.key(name)}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _secret_key(s: Section) -> str:
+    """The key itself, or a file holding it (the role generates that file on the host)."""
+    key = s.get("secret_key", str, "")
+    key_file = s.get("secret_key_file", str, "")
+    if key_file:
+        try:
+            key = Path(key_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"secret_key_file: cannot read {key_file} ({exc.strerror}); create it with "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > FILE` or fix the path"
+            ) from exc
+    return key
+
+
+def from_mapping(data: object) -> DoraConfig:
+    """Validate a parsed YAML document."""
+    top = Section(data, "")
+    db = top.section("database")
+    database = DatabaseConfig(
+        engine=_choice(db, "engine", "sqlite", ("mysql", "sqlite")),
+        name=db.get("name", str, "dora.sqlite3"),
+        user=db.get("user", str, ""),
+        password=db.get("password", str, "") or os.environ.get("IACT_DORA_DB_PASSWORD", ""),
+        host=db.get("host", str, ""),
+        port=db.count("port", 3306),
+        socket=db.get("socket", str, ""),
+    )
+    db.done()
+    if database.engine == "mysql" and not database.user:
+        raise ConfigError("database.user: MariaDB needs a user; set database.user (and database.password)")
+    em = top.section("email")
+    email = EmailConfig(
+        backend=_choice(em, "backend", "console", ("console", "smtp")),
+        host=em.get("host", str, "localhost"),
+        port=em.count("port", 25),
+        user=em.get("user", str, ""),
+        password=em.get("password", str, ""),
+        use_tls=em.get("use_tls", bool, False),
+        sender=em.get("sender", str, "dora@localhost"),
+    )
+    em.done()
+    cs = top.section("cassandra")
+    cassandra = CassandraLogConfig(
+        hosts=",".join(_strings(cs, "hosts", ())),
+        username=cs.get("username", str, ""),
+        password=cs.get("password", str, ""),
+        spool_path=cs.get("spool_path", str, ""),
+    )
+    cs.done()
+    hs = top.section("health")
+    health = HealthConfig(
+        status_file=hs.get("status_file", str, HealthConfig.status_file),
+        url=hs.get("url", str, HealthConfig.url),
+        disk_paths=_strings(hs, "disk_paths", ("/",)),
+        disk_max_percent=hs.positive("disk_max_percent", 90.0),
+        cassandra_hosts=_strings(hs, "cassandra_hosts", ()),
+        cassandra_port=hs.count("cassandra_port", 9042),
+    )
+    hs.done()
+    config = DoraConfig(
+        secret_key=_secret_key(top),
+        debug=top.get("debug", bool, False),
+        allowed_hosts=_strings(top, "allowed_hosts", DoraConfig.allowed_hosts),
+        csrf_trusted_origins=_strings(top, "csrf_trusted_origins", ()),
+        https=top.get("https", bool, False),
+        time_zone=top.get("time_zone", str, "UTC"),
+        static_root=top.get("static_root", str, ""),
+        log_file=top.get("log_file", str, ""),
+        cache=_choice(top, "cache", "locmem", ("locmem", "db")),
+        production_environments=_strings(top, "production_environments", ("production",)),
+        github_webhook_secret=top.get("github_webhook_secret", str, ""),
+        database=database,
+        email=email,
+        cassandra=cassandra,
+        health=health,
+    )
+    top.done()
+    if not config.secret_key and not config.debug:
+        raise ConfigError("secret_key: required when debug is off; set secret_key_file (the role generates one)")
+    if not config.production_environments:
+        raise ConfigError("production_environments: name at least one environment, e.g. [production]")
+    return config
+
+
+def load(path: str | None = None) -> DoraConfig:
+    """The configuration from IACT_DORA_CONFIG (or the default path); a developer default without a file."""
+    path = path or os.environ.get("IACT_DORA_CONFIG", "")
+    if not path:
+        if os.path.exists(DEFAULT_PATH):
+            path = DEFAULT_PATH
+        else:
+            return from_mapping({"debug": True, "secret_key": "dev-only-not-secret"})
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror}); set IACT_DORA_CONFIG") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return from_mapping(data)

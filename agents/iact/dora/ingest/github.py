@@ -1,0 +1,111 @@
+"""GitHub webhooks mapped onto the same events the JSON API takes.
+
+- `push` to the default branch: commits and their times (the start of lead time).
+- `deployment_status` success/failure/error: a deployment, shipping the pushed commits not yet
+  shipped up to the deployed sha.
+- `issues` labelled `incident`: an incident, restored when the issue is closed.
+Signatures (X-Hub-Signature-256, HMAC-SHA256 of the body) are checked before anything is parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+
+from django.db import transaction
+
+from iact.dora.ingest.record import Recorded, record_deployment, record_incident
+from iact.dora.ingest.validate import DeploymentEvent, IncidentEvent, slugify
+from iact.dora.models import Commit, Service
+
+INCIDENT_LABEL = "incident"
+_DEPLOY_STATES = {"success": "success", "failure": "failed", "error": "failed"}
+
+
+def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    """Constant-time check of GitHub's sha256= signature."""
+    if not secret or not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _service(payload: dict) -> str:
+    return slugify(payload["repository"]["name"])
+
+
+@transaction.atomic
+def handle_push(payload: dict) -> int:
+    """Store the commits of a push to the default branch; returns how many were new."""
+    repo = payload["repository"]
+    if payload.get("ref") != f"refs/heads/{repo.get('default_branch', 'main')}":
+        return 0
+    service, _ = Service.objects.get_or_create(name=_service(payload))
+    new = 0
+    for c in payload.get("commits") or []:
+        _, made = Commit.objects.get_or_create(
+            service=service, sha=c["id"], defaults={"committed_at": _time(c["timestamp"])}
+        )
+        new += made
+    return new
+
+
+def handle_deployment_status(payload: dict) -> Recorded | None:
+    """A finished deployment (pending and in-progress states are ignored)."""
+    status = _DEPLOY_STATES.get(payload["deployment_status"]["state"])
+    if status is None:
+        return None
+    deployment = payload["deployment"]
+    service = _service(payload)
+    finished = _time(payload["deployment_status"].get("updated_at") or payload["deployment_status"]["created_at"])
+    sha = deployment.get("sha", "")
+    recorded = record_deployment(
+        DeploymentEvent(
+            external_id=str(deployment["id"]),
+            service=service,
+            environment=deployment.get("environment") or "production",
+            started_at=_time(deployment["created_at"]),
+            finished_at=finished,
+            status=status,
+            source="github",
+            version=deployment.get("ref", "")[:128],
+            sha=sha,
+            url=payload["deployment_status"].get("target_url") or payload["deployment_status"].get("log_url") or "",
+        )
+    )
+    if status == "success":
+        _ship_pushed_commits(service, sha, recorded.id, finished)
+    return recorded
+
+
+def _ship_pushed_commits(service: str, sha: str, deployment_id: int, finished: datetime) -> None:
+    """Pushed commits not shipped yet, up to the deployed one, belong to this deployment."""
+    commits = Commit.objects.filter(service__name=service, deployment__isnull=True)
+    deployed = commits.model.objects.filter(service__name=service, sha=sha).first()
+    limit = deployed.committed_at if deployed else finished
+    commits.filter(committed_at__lte=limit).update(deployment_id=deployment_id)
+
+
+def handle_issues(payload: dict) -> Recorded | None:
+    """Issues carrying the incident label open and restore incidents."""
+    issue = payload["issue"]
+    labels = {label.get("name", "").lower() for label in issue.get("labels") or []}
+    if INCIDENT_LABEL not in labels:
+        return None
+    closed = issue.get("closed_at") if issue.get("state") == "closed" else None
+    return record_incident(
+        IncidentEvent(
+            external_id=str(issue["id"]),
+            service=_service(payload),
+            opened_at=_time(issue["created_at"]),
+            restored_at=_time(closed) if closed else None,
+            source="github",
+            title=issue.get("title", "")[:300],
+            url=issue.get("html_url", ""),
+        )
+    )

@@ -1,0 +1,100 @@
+"""Records validated events, idempotently: the sender's own id decides insert or update."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from iact.dora.ingest.validate import DeploymentEvent, EventError, IncidentEvent
+from iact.dora.models import Commit, Deployment, Incident, Service
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What happened to one event."""
+
+    kind: str
+    id: int
+    created: bool
+
+    def as_json(self) -> dict:
+        """The API's answer for this event."""
+        return {"type": self.kind, "id": self.id, "created": self.created}
+
+
+def _service(name: str) -> Service:
+    service, _ = Service.objects.get_or_create(name=name)
+    return service
+
+
+@transaction.atomic
+def record_deployment(event: DeploymentEvent) -> Recorded:
+    """Insert or update the deployment and attach its commits.
+
+    A commit belongs to the first deployment that shipped it: a later deployment listing the same
+    sha (a redeploy) does not restart its lead-time clock.
+    """
+    service = _service(event.service)
+    deployment, created = Deployment.objects.update_or_create(
+        source=event.source,
+        external_id=event.external_id,
+        defaults={
+            "service": service,
+            "environment": event.environment,
+            "version": event.version,
+            "sha": event.sha,
+            "started_at": event.started_at,
+            "finished_at": event.finished_at,
+            "status": event.status,
+            "url": event.url,
+        },
+    )
+    for c in event.commits:
+        commit, made = Commit.objects.get_or_create(
+            service=service, sha=c.sha, defaults={"committed_at": c.committed_at, "deployment": deployment}
+        )
+        if not made and (commit.deployment_id is None or _ships_earlier(deployment, commit.deployment)):
+            commit.deployment = deployment
+            commit.save(update_fields=["deployment"])
+    return Recorded("deployment", deployment.pk, created)
+
+
+def _ships_earlier(candidate: Deployment, current: Deployment | None) -> bool:
+    return current is None or candidate.finished_at < current.finished_at
+
+
+@transaction.atomic
+def record_incident(event: IncidentEvent) -> Recorded:
+    """Insert or update the incident, linked to the deployment that caused it when named."""
+    service = _service(event.service)
+    deployment = None
+    if event.deployment_id:
+        deployment = Deployment.objects.filter(source=event.source, external_id=event.deployment_id).first()
+        if deployment is None:
+            raise EventError(
+                {
+                    "deployment_id": f"no deployment {event.deployment_id!r} from source {event.source!r}; "
+                    "record the deployment first, or leave deployment_id out"
+                }
+            )
+    incident, created = Incident.objects.update_or_create(
+        source=event.source,
+        external_id=event.external_id,
+        defaults={
+            "service": service,
+            "deployment": deployment,
+            "title": event.title,
+            "opened_at": event.opened_at,
+            "restored_at": event.restored_at,
+            "url": event.url,
+        },
+    )
+    return Recorded("incident", incident.pk, created)
+
+
+def record(event: DeploymentEvent | IncidentEvent) -> Recorded:
+    """Record either kind of event."""
+    if isinstance(event, DeploymentEvent):
+        return record_deployment(event)
+    return record_incident(event)

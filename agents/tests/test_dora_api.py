@@ -1,0 +1,276 @@
+"""The dashboard's HTTP surface against a real MariaDB: auth, validation, idempotent ingestion, webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from iact.dora import conf
+from iact.dora.models import ApiToken, Commit, Deployment, Incident, hash_token
+from iact.yamlconfig import ConfigError
+
+pytestmark = pytest.mark.django_db
+TOKEN = "dora_test_token_value"
+
+
+@pytest.fixture
+def token():
+    ApiToken.objects.create(name="ci", digest=hash_token(TOKEN))
+    return {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def logged_in(django_user_model):
+    django_user_model.objects.create_superuser("admin", "", "correct horse battery")
+    browser = Client()
+    assert browser.login(username="admin", password="correct horse battery")
+    return browser
+
+
+def iso(moment):
+    return moment.isoformat()
+
+
+def deployment(eid="run-1", ago=timedelta(hours=1), **extra):
+    finished = timezone.now() - ago
+    body = {
+        "type": "deployment",
+        "id": eid,
+        "service": "api",
+        "environment": "production",
+        "version": "1.2.3",
+        "sha": "abc123",
+        "started_at": iso(finished - timedelta(minutes=5)),
+        "finished_at": iso(finished),
+        "status": "success",
+        "commits": [{"sha": f"c-{eid}", "committed_at": iso(finished - timedelta(hours=3))}],
+    }
+    return body | extra
+
+
+def post(client, body, headers):
+    return client.post("/api/dora/metrics", json.dumps(body), content_type="application/json", **headers)
+
+
+def test_posting_needs_a_token(client):
+    response = post(client, deployment(), {})
+    assert response.status_code == 401
+    assert "Bearer" in response["WWW-Authenticate"]
+    assert post(client, deployment(), {"HTTP_AUTHORIZATION": "Bearer wrong"}).status_code == 401
+    assert Deployment.objects.count() == 0
+
+
+def test_a_session_alone_cannot_record_events(logged_in):
+    assert post(logged_in, deployment(), {}).status_code == 401
+
+
+def test_recording_is_idempotent_on_the_events_own_id(client, token):
+    first = post(client, deployment(), token)
+    assert first.status_code == 201, first.content
+    again = post(client, deployment(status="rolled_back"), token)
+    assert again.status_code == 200
+    assert again.json() == {"type": "deployment", "id": first.json()["id"], "created": False}
+    assert Deployment.objects.count() == 1
+    assert Deployment.objects.get().status == "rolled_back"
+    assert Commit.objects.get().deployment_id == first.json()["id"]
+
+
+def test_validation_errors_name_each_field(client, token):
+    body = deployment(status="done", finished_at="2026-11-23T10:00:00", service="My Service!")
+    body["commits"] = [{"sha": "x"}]
+    del body["id"]
+    errors = post(client, body, token).json()["errors"]
+    assert "no UTC offset" in errors["finished_at"]
+    assert "success, failed, rolled_back" in errors["status"]
+    assert errors["id"] == "required"
+    assert "lowercase" in errors["service"]
+    assert "required" in errors["commits[0].committed_at"]
+    assert Deployment.objects.count() == 0
+
+
+def test_a_batch_with_one_bad_event_records_nothing(client, token):
+    body = {"events": [deployment("ok-1"), deployment("bad", finished_at="yesterday")]}
+    response = post(client, body, token)
+    assert response.status_code == 400
+    assert "events[1].finished_at" in response.json()["errors"]
+    assert Deployment.objects.count() == 0
+    body["events"][1] = deployment("ok-2")
+    assert post(client, body, token).status_code == 201
+    assert Deployment.objects.count() == 2
+
+
+def test_incident_links_to_its_deployment_and_counts_as_a_failure(client, token):
+    post(client, deployment("run-7"), token)
+    opened = timezone.now() - timedelta(minutes=50)
+    incident = {"type": "incident", "id": "INC-1", "service": "api", "opened_at": iso(opened), "deployment_id": "run-7"}
+    assert post(client, incident, token).status_code == 201
+    summary = client.get("/api/dora/metrics?period=7", **token).json()
+    assert summary["change_failure_rate"] == {"failed": 1, "total": 1, "rate": 1.0, "level": "Low"}
+    assert summary["recovery_time"]["unrestored"] == 1
+    incident["restored_at"] = iso(opened + timedelta(minutes=30))
+    assert post(client, incident, token).status_code == 200
+    summary = client.get("/api/dora/metrics?period=7", **token).json()
+    assert summary["recovery_time"]["median_seconds"] == 1800
+    assert summary["recovery_time"]["level"] == "Elite"
+    missing = incident | {"id": "INC-2", "deployment_id": "nope"}
+    assert "record the deployment first" in post(client, missing, token).json()["errors"]["deployment_id"]
+
+
+def test_summary_and_charts_need_login_or_token(client, logged_in, token):
+    for path in ("/api/dora/metrics", "/api/dora/charts/deployment-frequency/", "/api/dora/charts/mttr/"):
+        assert client.get(path).status_code == 401
+        assert logged_in.get(path).status_code == 200
+    assert client.get("/api/dora/charts/lead-time-trends/", **token).status_code == 200
+    assert client.get("/api/dora/dashboard/").status_code == 302
+    bad = logged_in.get("/api/dora/charts/change-failure-rate/?period=14")
+    assert bad.status_code == 400 and "7, 30, 60, 90" in bad.json()["error"]
+
+
+def test_dashboard_renders_no_data_on_an_empty_database(logged_in):
+    page = logged_in.get("/api/dora/dashboard/?period=7").content.decode()
+    assert page.count("no data") >= 4
+    assert "chart.umd.min.js" in page and "cdn" not in page.lower()
+    for canvas in ("chart-deployment-frequency", "chart-lead-time", "chart-change-failure-rate", "chart-mttr"):
+        assert f'id="{canvas}"' in page
+
+
+def test_dashboard_filters_by_period_and_service(logged_in, client, token):
+    post(client, deployment("recent", ago=timedelta(days=1)), token)
+    post(client, deployment("older", ago=timedelta(days=20)), token)
+    post(client, deployment("other", ago=timedelta(days=1), service="web"), token)
+    assert logged_in.get("/api/dora/metrics?period=7").json()["total_cycles"] == 2
+    assert logged_in.get("/api/dora/metrics?period=30").json()["total_cycles"] == 3
+    assert logged_in.get("/api/dora/metrics?period=30&service=web").json()["total_cycles"] == 1
+    chart = logged_in.get("/api/dora/charts/deployment-frequency/?period=30&service=api").json()
+    assert sum(chart["deployments"]) == 2 and len(chart["labels"]) == len(chart["deployments"])
+
+
+def test_sessions_are_stored_in_the_database_and_headers_are_safe(logged_in):
+    assert Session.objects.count() == 1
+    response = logged_in.get("/api/dora/dashboard/")
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+
+
+def _signed(body, secret="test-webhook-secret"):
+    raw = json.dumps(body).encode()
+    return raw, "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def github(client, event, body, secret="test-webhook-secret"):
+    raw, signature = _signed(body, secret)
+    return client.post(
+        "/api/dora/webhooks/github",
+        raw,
+        content_type="application/json",
+        HTTP_X_GITHUB_EVENT=event,
+        HTTP_X_HUB_SIGNATURE_256=signature,
+    )
+
+
+def test_github_webhooks_push_deploy_and_incident(client):
+    repo = {"name": "Shop.API", "default_branch": "main"}
+    t0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    push = {
+        "ref": "refs/heads/main",
+        "repository": repo,
+        "commits": [{"id": "aaa", "timestamp": iso(t0)}, {"id": "bbb", "timestamp": iso(t0 + timedelta(hours=2))}],
+    }
+    assert github(client, "push", push, secret="wrong").status_code == 403
+    assert github(client, "push", push).json()["new_commits"] == 2
+    assert github(client, "push", push | {"ref": "refs/heads/feature"}).json()["new_commits"] == 0
+    status = {
+        "repository": repo,
+        "deployment": {
+            "id": 42,
+            "sha": "bbb",
+            "environment": "production",
+            "created_at": iso(t0 + timedelta(hours=3)),
+            "ref": "main",
+        },
+        "deployment_status": {"state": "in_progress", "created_at": iso(t0 + timedelta(hours=3))},
+    }
+    assert github(client, "deployment_status", status).status_code == 202
+    status["deployment_status"] = {"state": "success", "created_at": iso(t0 + timedelta(hours=4))}
+    assert github(client, "deployment_status", status).status_code == 201
+    assert github(client, "deployment_status", status).status_code == 200  # redelivery
+    dep = Deployment.objects.get(source="github")
+    assert dep.service.name == "shop-api" and dep.status == "success"
+    assert sorted(dep.commits.values_list("sha", flat=True)) == ["aaa", "bbb"]
+    issue = {
+        "repository": repo,
+        "action": "labeled",
+        "issue": {
+            "id": 7,
+            "title": "checkout down",
+            "labels": [{"name": "incident"}],
+            "created_at": iso(t0 + timedelta(hours=5)),
+            "state": "open",
+        },
+    }
+    assert github(client, "issues", issue).status_code == 201
+    issue["issue"] |= {"state": "closed", "closed_at": iso(t0 + timedelta(hours=6))}
+    assert github(client, "issues", issue).status_code == 200
+    assert Incident.objects.get().restored_at == t0 + timedelta(hours=6)
+    issue["issue"] |= {"id": 8, "labels": [{"name": "bug"}]}
+    assert github(client, "issues", issue).status_code == 202
+    assert github(client, "ping", {"zen": "hi"}).status_code == 202
+
+
+def test_token_and_admin_commands_are_idempotent(monkeypatch, capsys):
+    monkeypatch.setenv("IACT_DORA_TOKEN", "dora_known_value")
+    call_command("dora_token", "ansible")
+    call_command("dora_token", "ansible")
+    assert capsys.readouterr().out.split() == ["created", "unchanged"]
+    monkeypatch.setenv("IACT_DORA_ADMIN_PASSWORD", "a long admin password")
+    call_command("dora_ensure_admin", "admin")
+    call_command("dora_ensure_admin", "admin")
+    monkeypatch.setenv("IACT_DORA_ADMIN_PASSWORD", "another long password")
+    call_command("dora_ensure_admin", "admin")
+    assert capsys.readouterr().out.split() == ["created", "unchanged", "updated"]
+
+
+def test_seeded_history_loads_through_the_real_queries(logged_in):
+    call_command("dora_seed", "--deployments", "300", "--days", "30", "--services", "3")
+    summary = logged_in.get("/api/dora/metrics?period=90").json()
+    assert summary["total_cycles"] == 300
+    assert summary["lead_time"]["median_seconds"] > 0
+    assert 0 < summary["change_failure_rate"]["rate"] < 0.5
+    assert summary["classification"]["overall"] in classify_levels()
+
+
+def classify_levels():
+    from iact.dora.metrics.classify import LEVELS
+
+    return LEVELS
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"database\.engine: must be one of mysql, sqlite"):
+        conf.from_mapping({"debug": True, "database": {"engine": "oracle"}})
+    with pytest.raises(ConfigError, match="secret_key: required when debug is off"):
+        conf.from_mapping({})
+    with pytest.raises(ConfigError, match="secret_key_file: cannot read"):
+        conf.from_mapping({"secret_key_file": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="emial: unknown key"):
+        conf.from_mapping({"debug": True, "emial": {}})
+    c = conf.from_mapping({"secret_key": "x" * 50})
+    assert (c.debug, c.email.backend, c.cache) == (False, "console", "locmem")
+
+
+def test_healthz_answers_without_login_and_names_the_version(client):
+    """Rolling upgrades wait on this: the new version must answer before the next host goes."""
+    import iact
+
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": iact.__version__}

@@ -1,0 +1,177 @@
+"""Failure drill: Cassandra nodes go away and come back while every host keeps logging.
+
+One test, in phases, because each phase starts from the state the previous one left: one node down
+(QUORUM writes go on, nothing spools), all three down (agents spool), all back (spools drain), then
+the rolling restart playbook under load from the agents and from an application using the logging
+handler. At the end every line written during the drill is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+from cassandra.query import SimpleStatement
+from conftest import NODES, node_ip, playbook, secret, wait_until
+
+from iact.applog.handler import CassandraHandler
+
+STATUS = "/opt/iact/collector/venv/bin/iact-collector status --json --max-age 30"
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], check=check, capture_output=True, text=True)
+
+
+def agent_status(node: str) -> dict:
+    out = podman("exec", node, "sh", "-c", STATUS, check=False).stdout
+    return json.loads(out) if out.strip() else {}
+
+
+def written(node: str) -> int:
+    """Rows the agent has written to Cassandra so far (not spooled)."""
+    return int(agent_status(node).get("counters", {}).get("rows_written", 0))
+
+
+def cassandra(action: str, *nodes: str) -> None:
+    for node in nodes:
+        podman("exec", "-d", node, "systemctl", action, "cassandra")
+
+
+def ring_up(expected: int) -> bool:
+    out = podman("exec", "cass1", "nodetool", "status", check=False).stdout
+    return out.count("\nUN ") == expected
+
+
+class Writers:
+    """`logger` loops on every node (seq numbers), counted by each node when it stops."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+
+    def start(self) -> None:
+        loop = (
+            f"i=0; rm -f /tmp/fo-stop /tmp/fo-count; while [ ! -f /tmp/fo-stop ]; do i=$((i+1)); "
+            f"logger -t fotest run={self.run} seq=$i; sleep 0.05; done; echo $i > /tmp/fo-count"
+        )
+        for node in NODES:
+            podman("exec", "-d", node, "sh", "-c", loop)
+
+    def stop(self) -> dict[str, int]:
+        for node in NODES:
+            podman("exec", node, "touch", "/tmp/fo-stop")
+
+        def count(node: str) -> int | None:
+            out = podman("exec", node, "cat", "/tmp/fo-count", check=False)
+            return int(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
+
+        return {n: wait_until(lambda n=n: count(n), 15, f"the writer on {n} to stop", interval=0.5) for n in NODES}
+
+
+class App(threading.Thread):
+    """An application logging through CassandraHandler at ~50 records/s until stopped."""
+
+    def __init__(self, run: str, spool: str) -> None:
+        super().__init__(daemon=True)
+        self.sent = 0
+        self.stopping = threading.Event()
+        self.handler = CassandraHandler(
+            hosts=",".join(node_ip(n) for n in NODES),
+            username="iact_writer",
+            password=secret("cassandra_writer_password"),
+            app=f"drill-{run}",
+            host="drill",
+            spool_path=spool,
+        )
+        self.log = logging.getLogger(f"drill.{run}")
+        self.log.propagate = False
+        self.log.setLevel(logging.INFO)
+        self.log.addHandler(self.handler)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.sent += 1
+            self.log.info("drill record %d", self.sent)
+            time.sleep(0.02)
+
+    def finish(self) -> None:
+        self.stopping.set()
+        self.join(10)
+        assert self.handler.flush(60), "the handler drained its queue"
+        self.handler.close()
+
+
+def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
+    run = uuid.uuid4().hex[:8]
+    writers = Writers(run)
+    writers.start()
+    try:
+        # 1. One node down: QUORUM (2 of 3) still holds, so the agents keep writing and spool nothing.
+        cassandra("stop", "cass3")
+        wait_until(lambda: ring_up(2) or None, 120, "cass3 to leave the ring (2 UN)")
+        marks = {n: written(n) for n in ("cass1", "cass2")}
+        wait_until(
+            lambda: all(written(n) > marks[n] + 20 for n in marks) or None,
+            60,
+            "cass1 and cass2's agents to keep writing with cass3 down",
+        )
+        assert all(agent_status(n)["spool_bytes"] == 0 for n in ("cass1", "cass2")), "nothing spooled at QUORUM"
+
+        # 2. All three down: the agents spool to disk.
+        cassandra("stop", "cass1", "cass2")
+        wait_until(
+            lambda: all(agent_status(n).get("spool_bytes", 0) > 0 for n in NODES) or None,
+            120,
+            "every agent to spool with the whole cluster down",
+        )
+
+        # 3. All back: the spools drain into Cassandra.
+        cassandra("start", *NODES)
+        wait_until(lambda: ring_up(3) or None, 300, "all three nodes UN again", interval=5)
+        wait_until(
+            lambda: all(agent_status(n).get("spool_bytes", 1) == 0 for n in NODES) or None,
+            180,
+            "every spool to drain",
+            interval=3,
+        )
+
+        # 4. The rolling restart under load, with an application logging through the handler too.
+        app = App(run, str(tmp_path / "spool"))
+        app.start()
+        restart = playbook("playbooks/cassandra_rolling_restart.yml")
+        app.finish()
+    finally:
+        counts = writers.stop()
+    assert restart.returncode == 0, restart.stdout[-4000:] + restart.stderr[-2000:]
+    assert restart.stdout.count("hints delivered in") == 3, "each node restarted and reported its time"
+    stats = app.handler.stats
+    assert (stats.write_errors, stats.logs_dropped, stats.logs_spooled) == (0, 0, 0), stats.last_error
+    assert stats.logs_written == app.sent
+
+    reader = connect("iact_reader", secret("cassandra_reader_password"))
+    today = datetime.now(UTC).date()
+    lines = SimpleStatement(
+        "SELECT host, source, message FROM logging.infrastructure_logs WHERE day = %s AND program = 'fotest'",
+        fetch_size=5000,
+    )
+
+    def every_line():
+        rows = reader.execute(lines, (today,))
+        seen = Counter((r.host, r.source, r.message) for r in rows if f"run={run} " in r.message)
+        per = Counter((h, s) for h, s, _ in seen)
+        return seen if all(per[(n, s)] == counts[n] for n in NODES for s in ("journal", "syslog")) else None
+
+    seen = wait_until(every_line, 120, "every line of the drill, from the journal and syslog of each node", 3)
+    assert max(seen.values()) == 1, "no line stored twice"
+
+    records = SimpleStatement(
+        "SELECT message FROM logging.application_logs WHERE day = %s AND app = %s", fetch_size=5000
+    )
+    stored = Counter(r.message for r in reader.execute(records, (today, f"drill-{run}")))
+    assert len(stored) == app.sent and max(stored.values()) == 1, "every application record stored exactly once"

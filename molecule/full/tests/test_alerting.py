@@ -1,0 +1,56 @@
+"""Alerting on the lab: scheduled on the app host only; an ERROR burst fires once, then resolves once."""
+
+import json
+import uuid
+
+import testinfra
+from conftest import NODES, wait_until
+
+ALERT = "/opt/iact/alerting/venv/bin/iact-alert --config /etc/iact/alerting.yaml"
+ALERT_LOG = "/var/log/iact/log_alerts.log"
+
+
+def test_scheduled_on_the_app_host_only():
+    for name in NODES:
+        assert not testinfra.get_host(f"podman://{name}").file("/etc/cron.d/iact-alert").exists, name
+    dora = testinfra.get_host("podman://dora")
+    conf = dora.file("/etc/iact/alerting.yaml")
+    assert (conf.user, conf.group, conf.mode) == ("root", "iact-alert", 0o640)
+    assert dora.run(f"{ALERT} check-config").rc == 0
+    assert "iact-alert" in dora.file("/etc/cron.d/iact-alert").content_string
+
+
+def notices(dora, since_line: int) -> list[dict]:
+    lines = dora.file(ALERT_LOG).content_string.splitlines()[since_line:] if dora.file(ALERT_LOG).exists else []
+    return [n for n in (json.loads(x) for x in lines if x.strip()) if n["rule"] == "infra-errors"]
+
+
+def test_error_burst_fires_once_then_resolves_once():
+    dora = testinfra.get_host("podman://dora")
+    cass2 = testinfra.get_host("podman://cass2")
+
+    # Let an earlier firing (from converge noise) resolve first, so this burst starts from a quiet state.
+    def quiet():
+        out = dora.run(f"sudo -u iact-alert {ALERT} status").stdout
+        rows = [line.split() for line in out.splitlines() if line.startswith("infra-errors ")]
+        return bool(rows) and rows[0][-1] == "-"
+
+    wait_until(quiet, 300, "infra-errors not firing before the burst", interval=5)
+    start = len(dora.file(ALERT_LOG).content_string.splitlines()) if dora.file(ALERT_LOG).exists else 0
+    marker = uuid.uuid4().hex[:8]
+    for i in range(15):
+        cass2.run(f"logger -p user.err -t burst 'burst {marker} {i}'")
+
+    def fired():
+        return [n for n in notices(dora, start) if n["status"] == "firing"] or None
+
+    firing = wait_until(fired, 180, f"the burst in {ALERT_LOG}", interval=5)
+    assert firing[0]["count"] >= 15 and "SELECT" in firing[0]["query"]
+    assert any(marker in s for s in firing[0]["samples"]), firing[0]["samples"]
+
+    def resolved():
+        return [n for n in notices(dora, start) if n["status"] == "resolved"] or None
+
+    wait_until(resolved, 360, "the resolved notice once the window has passed", interval=10)
+    after = notices(dora, start)
+    assert [n["status"] for n in after] == ["firing", "resolved"], after

@@ -1,0 +1,170 @@
+"""The appliance end to end: every host's logs, site.yml re-run and recorded, the day-2 playbooks."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import ssl
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import testinfra
+from cassandra.query import SimpleStatement
+from conftest import node_ip, playbook, recap, secret, wait_until
+
+ALL_HOSTS = ("cass1", "cass2", "cass3", "dora")
+UNVERIFIED = ssl._create_unverified_context()  # the lab's self-signed certificate
+
+
+def appliance_deployments() -> int:
+    """Production deployments of the appliance in the last 7 days, from the JSON API (0 before the first)."""
+    request = urllib.request.Request(
+        f"https://{node_ip('dora')}/api/dora/metrics?service=iact-appliance&period=7",
+        headers={"Authorization": f"Bearer {secret('dora_ci_token')}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=UNVERIFIED) as response:
+            return json.loads(response.read())["deployment_frequency"]["deployments"]
+    except urllib.error.HTTPError as exc:
+        if exc.code == 400:  # the service does not exist yet
+            return 0
+        raise
+
+
+def dashboard_page(query: str) -> str:
+    """The dashboard as a signed-in user sees it (Django's login form, CSRF and session cookie)."""
+    base = f"https://{node_ip('dora')}"
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=UNVERIFIED), urllib.request.HTTPCookieProcessor(jar)
+    )
+    form = opener.open(f"{base}/accounts/login/", timeout=30).read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    body = urllib.parse.urlencode(
+        {"username": "admin", "password": secret("dora_admin_password"), "csrfmiddlewaretoken": csrf,
+         "next": f"/api/dora/dashboard/?{query}"}
+    ).encode()  # fmt: skip
+    login = urllib.request.Request(f"{base}/accounts/login/", data=body, headers={"Referer": f"{base}/accounts/login/"})
+    response = opener.open(login, timeout=30)
+    assert "/api/dora/dashboard/" in response.geturl(), "signed in and sent on to the dashboard"
+    return response.read().decode()
+
+
+@pytest.mark.parametrize("name", ALL_HOSTS)
+def test_a_logger_line_from_every_host_is_stored(name, connect):
+    marker = f"e2e-{uuid.uuid4()}"
+    testinfra.get_host(f"podman://{name}").run(f"logger -t e2etest {marker}")
+    reader = connect("iact_reader", secret("cassandra_reader_password"))
+    query = SimpleStatement(
+        "SELECT host, source, message FROM logging.infrastructure_logs WHERE day = %s AND program = 'e2etest'"
+    )
+
+    def stored():
+        rows = [r for r in reader.execute(query, (datetime.now(UTC).date(),)) if r.message == marker]
+        return rows if {r.source for r in rows} >= {"journal", "syslog"} else None
+
+    rows = wait_until(stored, 60, f"{marker} from {name}, via the journal and syslog", interval=1)
+    assert {r.host for r in rows} == {name}
+    assert len(rows) == 2, "each source stores the line once"
+
+
+def test_site_rerun_changes_nothing_and_records_itself_on_the_dashboard():
+    before = appliance_deployments()
+    run = playbook(
+        "site.yml",
+        env={
+            "IACT_DORA_URL": f"https://{node_ip('dora')}",
+            "IACT_DORA_TOKEN": secret("dora_ci_token"),
+            "IACT_DORA_CA_FILE": "insecure",
+        },
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    counts = recap(run.stdout)
+    assert set(counts) >= set(ALL_HOSTS)
+    assert {h: c["changed"] for h, c in counts.items() if c["changed"]} == {}, "a second site.yml changes nothing"
+    assert "iact_dora: recorded this run as deployment" in run.stdout
+    assert appliance_deployments() == before + 1
+    page = dashboard_page("service=iact-appliance&period=7")
+    assert '<option value="iact-appliance" selected>' in page
+    assert "no data" not in page.split("Deployment frequency", 1)[-1][:400]
+
+
+def test_compliance_passes_and_catches_a_forbidden_process():
+    run = playbook("playbooks/compliance.yml")
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "0 failed" in run.stdout and "Cassandra authentication on" in run.stdout
+    assert "default superuser cassandra cannot log in" in run.stdout
+
+    cass2 = testinfra.get_host("podman://cass2")
+    fake = "/usr/local/bin/redis-server"
+    cass2.check_output(f"cp /bin/sleep {fake} && ({fake} 600 >/dev/null 2>&1 &)")
+    try:
+        caught = playbook("playbooks/compliance.yml")
+    finally:
+        cass2.run(f"pkill -f {fake}; rm -f {fake}")
+    assert caught.returncode != 0
+    row = re.compile(r"cass2\s+no Redis/Prometheus/Grafana/Celery processes\s+FAIL\s+\d+:/usr/local/bin/redis-server")
+    assert row.search(caught.stdout), caught.stdout[-3000:]
+    assert re.search(r"\b1 failed\b", caught.stdout), "only that check fails"
+
+
+def test_health_reports_every_host():
+    run = playbook("playbooks/health.yml")
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    for line in ("Cassandra ring all UN", "agent spool empty", "last alert run", "dashboard HTTP check"):
+        assert line in run.stdout
+    assert "0 failed" in run.stdout
+
+
+def test_backup_then_restore_brings_back_logs_and_dashboard_rows(tmp_path: Path, admin, connect):
+    marker = f"backup-{uuid.uuid4()}"
+    testinfra.get_host("podman://cass1").run(f"logger -t backuptest {marker}")
+    reader = connect("iact_reader", secret("cassandra_reader_password"))
+    query = SimpleStatement("SELECT message FROM logging.infrastructure_logs WHERE day = %s AND program = 'backuptest'")
+
+    def marker_rows():
+        return [r for r in reader.execute(query, (datetime.now(UTC).date(),)) if r.message == marker]
+
+    wait_until(marker_rows, 60, f"{marker} stored before the backup", interval=1)
+    dora = testinfra.get_host("podman://dora")
+    kept, lost = f"kept-{marker}", f"lost-{marker}"
+    add = "INSERT INTO dora_service (name, created_at) VALUES ('{}', NOW())"
+    dora.check_output(f"mariadb dora -e {add.format(kept)!r}")
+
+    backup = playbook("playbooks/backup.yml", "-e", f"backup_dir={tmp_path}")
+    assert backup.returncode == 0, backup.stdout[-4000:] + backup.stderr[-2000:]
+    (tag,) = [p.name for p in tmp_path.iterdir() if p.name.startswith("iact-backup-")]
+    files = {str(p.relative_to(tmp_path / tag)) for p in (tmp_path / tag).rglob("*") if p.is_file()}
+    expected = {f"cassandra/{n}.tar.gz" for n in ("cass1", "cass2", "cass3")} | {"dora/dora.sql.gz"}
+    assert files == expected | {"manifest.json", "SHA256SUMS"}
+
+    # Disaster: the table is emptied and a dashboard row appears that the backup does not have.
+    admin.execute("TRUNCATE logging.infrastructure_logs")
+    assert not marker_rows()
+    dora.check_output(f"mariadb dora -e {add.format(lost)!r}")
+
+    restore = playbook(
+        "playbooks/restore.yml", "-e", f"backup_dir={tmp_path}", "-e", f"restore_tag={tag}",
+        "-e", '{"restore_tables": ["infrastructure_logs"]}',
+    )  # fmt: skip
+    assert restore.returncode == 0, restore.stdout[-4000:] + restore.stderr[-2000:]
+    assert len(marker_rows()) == 2, "the line is back, once per source"
+    names = dora.check_output("mariadb -N -B dora -e 'SELECT name FROM dora_service'").split()
+    assert kept in names and lost not in names
+
+
+def test_restore_refuses_a_corrupted_set(tmp_path: Path):
+    (tmp_path / "iact-backup-19700101T000000Z" / "dora").mkdir(parents=True)
+    set_dir = tmp_path / "iact-backup-19700101T000000Z"
+    (set_dir / "dora" / "dora.sql.gz").write_bytes(b"not what was backed up")
+    subprocess.run(["sh", "-c", "echo 0000  dora/dora.sql.gz > SHA256SUMS"], cwd=set_dir, check=True)
+    run = playbook("playbooks/restore.yml", "-e", f"backup_dir={tmp_path}", "-e", f"restore_tag={set_dir.name}")
+    assert run.returncode != 0
+    assert "Verify the set's checksums" in run.stdout

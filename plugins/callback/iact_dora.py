@@ -1,0 +1,140 @@
+"""Ansible callback: record each run of site.yml as a deployment of the appliance on the DORA dashboard."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: iact_dora
+type: notification
+short_description: Record playbook runs as deployments on the IACT DORA dashboard
+description:
+  - At the end of a run of one of the named playbooks (site.yml by default), POSTs a deployment event to the
+    dashboard's /api/dora/metrics with the run's start and end, success or failure, and the repository's HEAD commit.
+  - Check-mode runs are not deployments and are not recorded. A dashboard that cannot be reached produces a
+    warning, never a failed run.
+requirements:
+  - enable it in ansible.cfg (callbacks_enabled = iact_dora) and set the URL and token
+options:
+  url:
+    description: Base URL of the dashboard, e.g. https://dora.example.internal
+    env: [{name: IACT_DORA_URL}]
+    ini: [{section: callback_iact_dora, key: url}]
+    default: ""
+  token:
+    description: An API token of the dashboard (django_dora_api_tokens).
+    env: [{name: IACT_DORA_TOKEN}]
+    default: ""
+  service:
+    description: Service name the runs are recorded under.
+    env: [{name: IACT_DORA_SERVICE}]
+    ini: [{section: callback_iact_dora, key: service}]
+    default: iact-appliance
+  environment:
+    description: Environment name (only production environments count in the four keys).
+    env: [{name: IACT_DORA_ENVIRONMENT}]
+    ini: [{section: callback_iact_dora, key: environment}]
+    default: production
+  playbooks:
+    description: File names of the playbooks whose runs are deployments.
+    env: [{name: IACT_DORA_PLAYBOOKS}]
+    ini: [{section: callback_iact_dora, key: playbooks}]
+    type: list
+    default: [site.yml]
+  ca_file:
+    description: CA bundle to verify the dashboard's certificate; "insecure" skips verification (lab only).
+    env: [{name: IACT_DORA_CA_FILE}]
+    ini: [{section: callback_iact_dora, key: ca_file}]
+    default: ""
+"""
+
+import json
+import os
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+
+from ansible import context
+from ansible.plugins.callback import CallbackBase
+
+
+def _git(directory: str, *args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", directory, *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+class CallbackModule(CallbackBase):
+    """Posts one deployment event per recorded playbook run."""
+
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "notification"
+    CALLBACK_NAME = "iact_dora"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._playbook = ""
+        self._started = datetime.now(UTC)
+        self._run_id = uuid.uuid4().hex
+
+    def v2_playbook_on_start(self, playbook: object) -> None:
+        """Note which playbook runs, and when it started."""
+        self._playbook = playbook._file_name
+        self._started = datetime.now(UTC)
+
+    def v2_playbook_on_stats(self, stats: object) -> None:
+        """The run is over: record it, unless it is not a deployment."""
+        url, token = self.get_option("url"), self.get_option("token")
+        if not url:
+            return  # not configured: recording is opt-in
+        if not token:
+            self._display.warning("iact_dora: IACT_DORA_URL is set but IACT_DORA_TOKEN is not; the run is not recorded")
+            return
+        if os.path.basename(self._playbook) not in self.get_option("playbooks") or context.CLIARGS.get("check"):
+            return
+        failed = any(stats.failures.values()) or any(stats.dark.values())
+        directory = os.path.dirname(os.path.abspath(self._playbook))
+        sha = _git(directory, "rev-parse", "HEAD")
+        event = {
+            "type": "deployment",
+            "source": "ansible",
+            "id": f"{os.path.basename(self._playbook)}-{self._run_id}",
+            "service": self.get_option("service"),
+            "environment": self.get_option("environment"),
+            "version": _git(directory, "describe", "--always", "--dirty") or sha[:12],
+            "sha": sha,
+            "started_at": self._started.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "status": "failed" if failed else "success",
+        }
+        committed = _git(directory, "log", "-1", "--format=%cI")
+        if sha and committed:
+            event["commits"] = [{"sha": sha, "committed_at": committed}]
+        self._post(url.rstrip("/") + "/api/dora/metrics", token, event)
+
+    def _post(self, url: str, token: str, event: dict) -> None:
+        ca_file = self.get_option("ca_file")
+        if ca_file == "insecure":
+            ssl_context = ssl._create_unverified_context()  # explicit lab opt-in
+        else:
+            ssl_context = ssl.create_default_context(cafile=ca_file or None)
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(event).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15, context=ssl_context) as response:
+                answer = json.loads(response.read() or b"{}")
+            self._display.display(f"iact_dora: recorded this run as deployment {answer.get('id')} ({event['status']})")
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")[:500]
+            self._display.warning(f"iact_dora: the dashboard refused the deployment (HTTP {exc.code}): {body}")
+        except (OSError, ValueError) as exc:
+            self._display.warning(f"iact_dora: could not reach {url} ({exc}); the run is not recorded")
