@@ -171,6 +171,15 @@ def test_logger_loop_is_per_logger(world):
     assert [(n.key, n.count) for n in report.notifications] == [("app.loop", 101)]
 
 
+def test_notice_samples_the_newest_rows_across_hosts(world, slack):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 5})
+    for minute, host in enumerate(("web1", "web2", "web3", "web4")):  # partitions come back in token order
+        world.write(3, window(world, minute), host=host)
+    report = world.run(window(world, 6))
+    [notice] = report.notifications
+    assert notice.count == 12 and [s.split()[2] for s in notice.samples] == ["web4:"] * 3, notice.samples
+
+
 def test_dedup_renotify_and_resolved(world, slack):
     world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 2, "renotify": "1h"})
     for m in (0, 5, 10):  # three windows in a row above threshold

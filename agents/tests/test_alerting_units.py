@@ -9,6 +9,7 @@ import pytest
 from iact.alerting.config import from_mapping
 from iact.alerting.engine import window_ends
 from iact.alerting.notify import Notification
+from iact.alerting.query import WindowCounts
 from iact.alerting.rules import BUILTIN, RuleError, parse_rules
 from iact.yamlconfig import ConfigError
 
@@ -79,3 +80,14 @@ def test_message_names_rule_key_count_window_threshold():
     text = n.text()
     for part in ("logger-loop", "app.payments", "150 records", "> 100", "10:00:00", "10:05:00", "l1", "SELECT"):
         assert part in text
+
+
+def test_samples_are_the_newest_rows_in_time_order_whatever_the_arrival_order():
+    start = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    counts = WindowCounts(start, start + timedelta(minutes=5))
+    arrival = [7, 2, 9, 0, 5, 8, 1]  # rows come back in token order, not by time
+    for second in arrival:
+        counts.counts["*"] += 1
+        counts.offer("*", start + timedelta(seconds=second), f"line {second}", keep=3)
+    assert counts.samples("*") == ["line 7", "line 8", "line 9"]
+    assert counts.samples("other") == []

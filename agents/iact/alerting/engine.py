@@ -133,7 +133,7 @@ class Evaluator:
         n = Notification(
             rule=rule.name, key=key, status=status, severity=rule.severity, count=count, threshold=rule.threshold,
             kind=rule.kind, window_start=counts.start.isoformat(), window_end=counts.end.isoformat(),
-            samples=counts.samples.get(key, [])[:3], query=_query_hint(rule, counts, self.conf.keyspace),
+            samples=counts.samples(key)[:3], query=_query_hint(rule, counts, self.conf.keyspace),
             link=self.conf.dashboard_url, renotify=renotify,
         )  # fmt: skip
         if any(s.rule == rule.name and s.key in (key, ALL_KEYS) for s in silences):

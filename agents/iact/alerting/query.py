@@ -7,6 +7,7 @@ filters and the grouping happen here, on rows of one window only.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,12 +23,29 @@ ALL_KEYS = "*"
 
 @dataclass
 class WindowCounts:
-    """Counts per key over [start, end), with a few recent sample lines per key."""
+    """Counts per key over [start, end), with the most recent sample lines per key.
+
+    Rows arrive in token order, not time order, so the first rows seen are arbitrary; a notice
+    should show what is happening now, so each key keeps a small heap of its newest rows.
+    """
 
     start: datetime
     end: datetime
     counts: Counter[str] = field(default_factory=Counter)
-    samples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    _newest: dict[str, list[tuple[datetime, int, str]]] = field(default_factory=lambda: defaultdict(list))
+
+    def offer(self, key: str, ts: datetime, line: str, keep: int) -> None:
+        """Keep `line` if it is among the `keep` newest seen for `key` (ties: first seen wins)."""
+        heap = self._newest[key]
+        item = (ts, -self.counts[key], line)
+        if len(heap) < keep:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+
+    def samples(self, key: str) -> list[str]:
+        """The newest lines kept for `key`, in time order (oldest of them first), as a notice prints them."""
+        return [line for _, _, line in sorted(self._newest.get(key, ()))]
 
 
 def _days(start: datetime, end: datetime) -> list:
@@ -71,7 +89,6 @@ class WindowQuery:
                     continue
                 key = str(getattr(row, rule.group_by)) if rule.group_by else ALL_KEYS
                 result.counts[key] += 1
-                samples = result.samples[key]
-                if len(samples) < self.samples_per_key:
-                    samples.append(f"{row.ts:%Y-%m-%d %H:%M:%S} {row.host}: {row.message[:300]}")
+                line = f"{row.ts:%Y-%m-%d %H:%M:%S} {row.host}: {row.message[:300]}"
+                result.offer(key, row.ts, line, self.samples_per_key)
         return result
