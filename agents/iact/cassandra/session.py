@@ -11,6 +11,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
+from iact.cassandra.retry import IdempotentWriteRetryPolicy
 from iact.cassandra.settings import ConnectionSettings
 
 
@@ -31,6 +32,7 @@ def build_cluster(settings: ConnectionSettings) -> Cluster:
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
         request_timeout=30,
+        retry_policy=IdempotentWriteRetryPolicy(),
     )
     ssl_context = None
     if settings.ca_file:

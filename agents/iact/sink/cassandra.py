@@ -66,6 +66,7 @@ class CassandraSink:
             cluster.shutdown()
             raise SinkError(f"cannot connect to Cassandra at {', '.join(self.settings.contact_points)}: {exc}") from exc
         insert.consistency_level = self.consistency
+        insert.is_idempotent = True  # each row's id is in its key: a retried write rewrites the same row
         self._cluster, self._session, self._insert = cluster, session, insert
 
     def close(self) -> None:
@@ -108,6 +109,7 @@ class CassandraSink:
                     statements.append(self._insert.bind(self._values(chunk[0])))
                     continue
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
+                batch.is_idempotent = True
                 for row in chunk:
                     batch.add(self._insert, self._values(row))
                 statements.append(batch)
