@@ -23,7 +23,7 @@ def secrets_dir() -> Path:
     candidates = [Path(ephemeral) / "inventory" / ".secrets"] if ephemeral else []
     candidates.append(ROOT / "inventories" / "lab" / ".secrets")
     for candidate in candidates:
-        if (candidate / "cassandra_superuser_password").is_file():
+        if candidate.is_dir() and any(candidate.iterdir()):
             return candidate
     raise RuntimeError(f"no lab secrets in {candidates}: run converge first")
 

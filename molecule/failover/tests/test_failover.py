@@ -3,7 +3,8 @@
 One test, in phases, because each phase starts from the state the previous one left: one node down
 (QUORUM writes go on, nothing spools), all three down (agents spool), all back (spools drain), then
 the rolling restart playbook under load from the agents and from an application using the logging
-handler. At the end every line written during the drill is stored exactly once.
+handler. At the end every line written during the drill is stored exactly once. A second test then
+breaks one node on purpose to show that the rolling restart stops there.
 """
 
 from __future__ import annotations
@@ -175,3 +176,26 @@ def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
     )
     stored = Counter(r.message for r in reader.execute(records, (today, f"drill-{run}")))
     assert len(stored) == app.sent and max(stored.values()) == 1, "every application record stored exactly once"
+
+
+def test_rolling_restart_stops_at_the_first_node_that_does_not_come_back():
+    """cass2 hangs on start (a drop-in runs `sleep` instead of Cassandra): the run stops there, cass3 is untouched."""
+    dropin = "/etc/systemd/system/cassandra.service.d/zz-drill-hang.conf"
+
+    def main_pid_started(node: str) -> str:
+        return podman("exec", node, "systemctl", "show", "cassandra", "-p", "ExecMainStartTimestampMonotonic").stdout
+
+    cass3_before = main_pid_started("cass3")
+    unit = "[Service]\\nExecStart=\\nExecStart=/bin/sleep infinity\\n"
+    podman("exec", "cass2", "sh", "-c", f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '{unit}' > {dropin}")
+    podman("exec", "cass2", "systemctl", "daemon-reload")
+    try:
+        limit = ("--limit", "cass2,cass3", "-e", "cassandra_cluster_start_timeout=20")
+        run = playbook("playbooks/cassandra_rolling_restart.yml", *limit)
+    finally:
+        podman("exec", "cass2", "sh", "-c", f"rm -f {dropin} && systemctl daemon-reload && systemctl restart cassandra")
+    assert run.returncode != 0, run.stdout[-3000:]
+    assert "fatal: [cass2]" in run.stdout and "did not serve CQL" in run.stdout, run.stdout[-3000:]
+    assert "hints delivered in" not in run.stdout, "no node finished its turn"
+    assert main_pid_started("cass3") == cass3_before, "cass3, after the failed node, was not restarted"
+    wait_until(lambda: ring_up(3) or None, 300, "cass2 back UN once its unit is fixed", interval=5)

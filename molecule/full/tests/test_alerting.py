@@ -13,7 +13,7 @@ ALERT_LOG = "/var/log/iact/log_alerts.log"
 def test_scheduled_on_the_app_host_only():
     for name in NODES:
         assert not testinfra.get_host(f"podman://{name}").file("/etc/cron.d/iact-alert").exists, name
-    dora = testinfra.get_host("podman://dora")
+    dora = testinfra.get_host("podman://app1")
     conf = dora.file("/etc/iact/alerting.yaml")
     assert (conf.user, conf.group, conf.mode) == ("root", "iact-alert", 0o640)
     assert dora.run(f"{ALERT} check-config").rc == 0
@@ -26,7 +26,7 @@ def notices(dora, since_line: int) -> list[dict]:
 
 
 def test_error_burst_fires_once_then_resolves_once():
-    dora = testinfra.get_host("podman://dora")
+    dora = testinfra.get_host("podman://app1")
     cass2 = testinfra.get_host("podman://cass2")
 
     # Let an earlier firing (from converge noise) resolve first, so this burst starts from a quiet state.
