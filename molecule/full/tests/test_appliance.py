@@ -149,7 +149,7 @@ def test_backup_then_restore_brings_back_logs_and_dashboard_rows(tmp_path: Path,
     assert backup.returncode == 0, backup.stdout[-4000:] + backup.stderr[-2000:]
     (tag,) = [p.name for p in tmp_path.iterdir() if p.name.startswith("iact-backup-")]
     files = {str(p.relative_to(tmp_path / tag)) for p in (tmp_path / tag).rglob("*") if p.is_file()}
-    expected = {f"cassandra/{n}.tar.gz" for n in ("cass1", "cass2", "cass3")} | {"dora/dora.sql.gz"}
+    expected = {f"cassandra/{n}.tar.gz" for n in ("cass1", "cass2", "cass3")} | {"dora/app1.sql.gz"}
     assert files == expected | {"manifest.json", "SHA256SUMS"}
 
     # Disaster: the table is emptied and a dashboard row appears that the backup does not have.
@@ -170,8 +170,8 @@ def test_backup_then_restore_brings_back_logs_and_dashboard_rows(tmp_path: Path,
 def test_restore_refuses_a_corrupted_set(tmp_path: Path):
     (tmp_path / "iact-backup-19700101T000000Z" / "dora").mkdir(parents=True)
     set_dir = tmp_path / "iact-backup-19700101T000000Z"
-    (set_dir / "dora" / "dora.sql.gz").write_bytes(b"not what was backed up")
-    subprocess.run(["sh", "-c", "echo 0000  dora/dora.sql.gz > SHA256SUMS"], cwd=set_dir, check=True)
+    (set_dir / "dora" / "app1.sql.gz").write_bytes(b"not what was backed up")
+    subprocess.run(["sh", "-c", "echo 0000  dora/app1.sql.gz > SHA256SUMS"], cwd=set_dir, check=True)
     run = playbook("playbooks/restore.yml", "-e", f"backup_dir={tmp_path}", "-e", f"restore_tag={set_dir.name}")
     assert run.returncode != 0
     assert "Verify the set's checksums" in run.stdout
