@@ -38,14 +38,17 @@ def test_error_burst_fires_once_then_resolves_once():
     wait_until(quiet, 300, "infra-errors not firing before the burst", interval=5)
     start = len(dora.file(ALERT_LOG).content_string.splitlines()) if dora.file(ALERT_LOG).exists else 0
     marker = uuid.uuid4().hex[:8]
-    for i in range(15):
-        cass2.run(f"logger -p user.err -t burst 'burst {marker} {i}'")
+    # One exec, so the burst takes well under a second and fits inside one 2-minute window.
+    burst = cass2.run(f'for i in $(seq 0 14); do logger -p user.err -t burst "burst {marker} $i"; done')
+    assert burst.rc == 0, burst.stderr
 
     def fired():
         return [n for n in notices(dora, start) if n["status"] == "firing"] or None
 
     firing = wait_until(fired, 180, f"the burst in {ALERT_LOG}", interval=5)
-    assert firing[0]["count"] >= 15 and "SELECT" in firing[0]["query"]
+    # Windows are 2 minutes long and end on each minute, so the first window that crosses the
+    # threshold may hold only the part of the burst before a minute boundary: above 10, not all 15.
+    assert firing[0]["count"] > 10 and "SELECT" in firing[0]["query"], firing[0]
     assert any(marker in s for s in firing[0]["samples"]), firing[0]["samples"]
 
     def resolved():
