@@ -3,15 +3,19 @@
 Each scenario's conftest.py imports everything from here, so pytest sees the fixtures there.
 """
 
+import json
 import os
 import subprocess
 import time
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import testinfra
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
+from cassandra.query import SimpleStatement
 
 NODES = ("cass1", "cass2", "cass3")
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,3 +121,76 @@ def recap(stdout: str) -> dict[str, dict[str, int]]:
             name, counts = line.split(":", 1)
             hosts[name.strip()] = {k: int(v) for k, v in (kv.split("=") for kv in counts.split())}
     return hosts
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], check=check, capture_output=True, text=True)
+
+
+AGENT_STATUS = "/opt/iact/collector/venv/bin/iact-collector status --json --max-age 30"
+
+
+def agent_status(node: str) -> dict:
+    out = podman("exec", node, "sh", "-c", AGENT_STATUS, check=False).stdout
+    return json.loads(out) if out.strip() else {}
+
+
+def written(node: str) -> int:
+    """Rows the agent has written to Cassandra so far (not spooled)."""
+    return int(agent_status(node).get("counters", {}).get("rows_written", 0))
+
+
+def ring_up(expected: int, via: str = "cass1") -> bool:
+    """`nodetool status` seen from `via` lists exactly `expected` nodes Up/Normal."""
+    out = podman("exec", via, "nodetool", "status", check=False).stdout
+    return out.count("\nUN ") == expected
+
+
+def unit_started(node: str, unit: str = "cassandra") -> str:
+    """When the unit's main process started: unchanged means the unit was not restarted."""
+    return podman("exec", node, "systemctl", "show", unit, "-p", "ExecMainStartTimestampMonotonic").stdout
+
+
+class Writers:
+    """`logger` loops on each node (tag `program`, seq numbers), counted by each node when it stops."""
+
+    def __init__(self, run: str, nodes: tuple[str, ...] = NODES, program: str = "fotest") -> None:
+        self.run, self.nodes, self.program = run, nodes, program
+
+    def start(self) -> None:
+        loop = (
+            f"i=0; rm -f /tmp/{self.program}-stop /tmp/{self.program}-count; "
+            f"while [ ! -f /tmp/{self.program}-stop ]; do i=$((i+1)); "
+            f"logger -t {self.program} run={self.run} seq=$i; sleep 0.05; done; echo $i > /tmp/{self.program}-count"
+        )
+        self.started = datetime.now(UTC).date()
+        for node in self.nodes:
+            podman("exec", "-d", node, "sh", "-c", loop)
+
+    def stop(self) -> dict[str, int]:
+        for node in self.nodes:
+            podman("exec", node, "touch", f"/tmp/{self.program}-stop")
+
+        def count(node: str) -> int | None:
+            out = podman("exec", node, "cat", f"/tmp/{self.program}-count", check=False)
+            return int(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
+
+        return {n: wait_until(lambda n=n: count(n), 15, f"the writer on {n} to stop", interval=0.5) for n in self.nodes}
+
+    def stored_once(self, reader, counts: dict[str, int], timeout: float = 120) -> bool:
+        """Wait until every line is stored from each node's journal and from its syslog; True if none twice."""
+        lines = SimpleStatement(
+            "SELECT host, source, message FROM logging.infrastructure_logs WHERE day = %s AND program = %s",
+            fetch_size=5000,
+        )
+        mark = f"run={self.run} "
+
+        def every_line():
+            days = sorted({self.started, datetime.now(UTC).date()})  # a run may cross midnight (UTC)
+            rows = [r for day in days for r in reader.execute(lines, (day, self.program))]
+            seen = Counter((r.host, r.source, r.message) for r in rows if mark in r.message)
+            per = Counter((h, s) for h, s, _ in seen)
+            return seen if all(per[(n, s)] == counts[n] for n in counts for s in ("journal", "syslog")) else None
+
+        seen = wait_until(every_line, timeout, f"every {self.program} line from the journal and syslog of each node", 3)
+        return max(seen.values()) == 1

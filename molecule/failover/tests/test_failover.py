@@ -9,9 +9,7 @@ breaks one node on purpose to show that the rolling restart stops there.
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
 import threading
 import time
 import uuid
@@ -19,60 +17,26 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from cassandra.query import SimpleStatement
-from conftest import NODES, node_ip, playbook, secret, wait_until
+from conftest import (
+    NODES,
+    Writers,
+    agent_status,
+    node_ip,
+    playbook,
+    podman,
+    ring_up,
+    secret,
+    unit_started,
+    wait_until,
+    written,
+)
 
 from iact.applog.handler import CassandraHandler
-
-STATUS = "/opt/iact/collector/venv/bin/iact-collector status --json --max-age 30"
-
-
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], check=check, capture_output=True, text=True)
-
-
-def agent_status(node: str) -> dict:
-    out = podman("exec", node, "sh", "-c", STATUS, check=False).stdout
-    return json.loads(out) if out.strip() else {}
-
-
-def written(node: str) -> int:
-    """Rows the agent has written to Cassandra so far (not spooled)."""
-    return int(agent_status(node).get("counters", {}).get("rows_written", 0))
 
 
 def cassandra(action: str, *nodes: str) -> None:
     for node in nodes:
         podman("exec", "-d", node, "systemctl", action, "cassandra")
-
-
-def ring_up(expected: int) -> bool:
-    out = podman("exec", "cass1", "nodetool", "status", check=False).stdout
-    return out.count("\nUN ") == expected
-
-
-class Writers:
-    """`logger` loops on every node (seq numbers), counted by each node when it stops."""
-
-    def __init__(self, run: str) -> None:
-        self.run = run
-
-    def start(self) -> None:
-        loop = (
-            f"i=0; rm -f /tmp/fo-stop /tmp/fo-count; while [ ! -f /tmp/fo-stop ]; do i=$((i+1)); "
-            f"logger -t fotest run={self.run} seq=$i; sleep 0.05; done; echo $i > /tmp/fo-count"
-        )
-        for node in NODES:
-            podman("exec", "-d", node, "sh", "-c", loop)
-
-    def stop(self) -> dict[str, int]:
-        for node in NODES:
-            podman("exec", node, "touch", "/tmp/fo-stop")
-
-        def count(node: str) -> int | None:
-            out = podman("exec", node, "cat", "/tmp/fo-count", check=False)
-            return int(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
-
-        return {n: wait_until(lambda n=n: count(n), 15, f"the writer on {n} to stop", interval=0.5) for n in NODES}
 
 
 class App(threading.Thread):
@@ -156,25 +120,13 @@ def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
     assert stats.logs_written == app.sent
 
     reader = connect("iact_reader", secret("cassandra_reader_password"))
-    today = datetime.now(UTC).date()
-    lines = SimpleStatement(
-        "SELECT host, source, message FROM logging.infrastructure_logs WHERE day = %s AND program = 'fotest'",
-        fetch_size=5000,
-    )
-
-    def every_line():
-        rows = reader.execute(lines, (today,))
-        seen = Counter((r.host, r.source, r.message) for r in rows if f"run={run} " in r.message)
-        per = Counter((h, s) for h, s, _ in seen)
-        return seen if all(per[(n, s)] == counts[n] for n in NODES for s in ("journal", "syslog")) else None
-
-    seen = wait_until(every_line, 120, "every line of the drill, from the journal and syslog of each node", 3)
-    assert max(seen.values()) == 1, "no line stored twice"
+    assert writers.stored_once(reader, counts), "no line stored twice"
 
     records = SimpleStatement(
         "SELECT message FROM logging.application_logs WHERE day = %s AND app = %s", fetch_size=5000
     )
-    stored = Counter(r.message for r in reader.execute(records, (today, f"drill-{run}")))
+    days = sorted({writers.started, datetime.now(UTC).date()})
+    stored = Counter(r.message for day in days for r in reader.execute(records, (day, f"drill-{run}")))
     assert len(stored) == app.sent and max(stored.values()) == 1, "every application record stored exactly once"
 
 
@@ -182,10 +134,7 @@ def test_rolling_restart_stops_at_the_first_node_that_does_not_come_back():
     """cass2 hangs on start (a drop-in runs `sleep` instead of Cassandra): the run stops there, cass3 is untouched."""
     dropin = "/etc/systemd/system/cassandra.service.d/zz-drill-hang.conf"
 
-    def main_pid_started(node: str) -> str:
-        return podman("exec", node, "systemctl", "show", "cassandra", "-p", "ExecMainStartTimestampMonotonic").stdout
-
-    cass3_before = main_pid_started("cass3")
+    cass3_before = unit_started("cass3")
     unit = "[Service]\\nExecStart=\\nExecStart=/bin/sleep infinity\\n"
     podman("exec", "cass2", "sh", "-c", f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '{unit}' > {dropin}")
     podman("exec", "cass2", "systemctl", "daemon-reload")
@@ -197,5 +146,5 @@ def test_rolling_restart_stops_at_the_first_node_that_does_not_come_back():
     assert run.returncode != 0, run.stdout[-3000:]
     assert "fatal: [cass2]" in run.stdout and "did not serve CQL" in run.stdout, run.stdout[-3000:]
     assert "hints delivered in" not in run.stdout, "no node finished its turn"
-    assert main_pid_started("cass3") == cass3_before, "cass3, after the failed node, was not restarted"
+    assert unit_started("cass3") == cass3_before, "cass3, after the failed node, was not restarted"
     wait_until(lambda: ring_up(3) or None, 300, "cass2 back UN once its unit is fixed", interval=5)
