@@ -29,9 +29,13 @@ class FileState:
     fp: str  # sha256 of the first fp_len bytes
     fp_len: int
     offset: int
-    last_ts: str | None = None  # time of the line ending at `offset`, for lines that carry none
+    last_ts: str | None = None  # time of the line ending at `offset`: the reference for the next line's
     first_seen: str = ""
-    closed_at: float | None = None  # set when rotated away and read to the end
+    closed_at: float | None = None  # set when rotated away, read to the end and every row acknowledged
+    host: str | None = None  # pinned at discovery: every row of this generation keeps this host...
+    tz: str | None = None  # ...and resolves stamps without a zone in this one
+    end_offset: int | None = None  # rotated away and read to here; closed once acknowledged up to it
+    truncated: bool = False  # copytruncate left its content in a copy that may still turn up
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Checkpoints:
         self._save_lock = threading.Lock()
         self.files: dict[str, FileState] = {}
         self.journal_cursor: str | None = None
+        self.journal_hosts: list[tuple[str, str]] = []  # (since, host): a rename applies to later entries
         self.known_paths: set[str] = set()
         self.last_saved: float | None = None  # when the previous run last saved (None: first run)
         self._dirty = False
@@ -67,10 +72,12 @@ class Checkpoints:
                 f"checkpoint file {self.path} is unreadable ({exc}); move it away to start again from "
                 "the configured start_position (lines since the last checkpoint may then be skipped)"
             ) from exc
+        fields = set(FileState.__dataclass_fields__)
         for item in data.get("files", []):
-            state = FileState(**item)
+            state = FileState(**{k: v for k, v in item.items() if k in fields})
             self.files[state.key] = state
         self.journal_cursor = data.get("journal_cursor")
+        self.journal_hosts = [(str(a), str(b)) for a, b in data.get("journal_hosts", [])]
         self.last_saved = data.get("saved_at")
         self.known_paths = set(data.get("known_paths", [])) | {s.path for s in self.files.values()}
 
@@ -91,21 +98,43 @@ class Checkpoints:
                 elif (state := self.files.get(pos.key)) is not None and int(pos.end) >= state.offset:
                     state.offset = int(pos.end)
                     state.last_ts = pos.ts
+                    self._close_if_done(state)
             self._dirty = True
 
-    def close(self, key: str) -> None:
-        """A rotated file was read to its end."""
+    def _close_if_done(self, state: FileState) -> None:
+        if state.closed_at is None and state.end_offset is not None and state.offset >= state.end_offset:
+            state.closed_at = time.time()
+
+    def finish(self, key: str, end_offset: int) -> None:
+        """A rotated file was read to end_offset; it is closed once its rows are acknowledged up to there.
+
+        Until then a restart resumes it from its acknowledged offset: rows still queued when the
+        agent died are read again, not lost.
+        """
         with self.lock:
-            if key in self.files:
-                self.files[key].closed_at = time.time()
+            if (state := self.files.get(key)) is not None:
+                state.end_offset = end_offset
+                self._close_if_done(state)
+                self._dirty = True
+
+    def set_journal_host(self, host: str, since: str) -> None:
+        """Entries written from `since` on belong to `host`; earlier ones keep the name they had."""
+        with self.lock:
+            if not self.journal_hosts or self.journal_hosts[-1][1] != host:
+                self.journal_hosts = [*self.journal_hosts[-4:], (since, host)]
                 self._dirty = True
 
     def forget_closed(self, older_than: float = 7 * 86400) -> None:
-        """Drop generations closed long ago (their files are rotated out of existence by then)."""
+        """Drop generations closed long ago, and paths no longer there, so the file stays small."""
         cutoff = time.time() - older_than
         with self.lock:
             for key in [k for k, s in self.files.items() if s.closed_at and s.closed_at < cutoff]:
                 del self.files[key]
+                self._dirty = True
+            live = {s.path for s in self.files.values()}
+            gone = {p for p in self.known_paths if p not in live and not os.path.exists(p)}
+            if gone:
+                self.known_paths -= gone
                 self._dirty = True
 
     def forget(self, key: str) -> None:
@@ -127,6 +156,7 @@ class Checkpoints:
                 "version": VERSION,
                 "files": [asdict(s) for s in self.files.values()],
                 "journal_cursor": self.journal_cursor,
+                "journal_hosts": self.journal_hosts,
                 "known_paths": sorted(self.known_paths),
                 "saved_at": time.time(),
             }

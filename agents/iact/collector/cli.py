@@ -16,8 +16,9 @@ from iact import __version__
 from iact.collector import config as config_mod
 from iact.collector.config import CollectorConfig, ConfigError
 from iact.collector.pipeline import Collector
+from iact.collector.runs import Runs
 from iact.collector.sdnotify import Notifier
-from iact.collector.status import age_seconds, read_status, render, write_status
+from iact.collector.status import problems, read_status, render, write_status
 
 DEFAULT_CONFIG = "/etc/iact/collector.yaml"
 log = logging.getLogger("iact.collector")
@@ -53,11 +54,15 @@ class Agent:
         """Until SIGTERM/SIGINT: exit 0 after a graceful stop, 1 if a stage died (systemd restarts us)."""
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        runs = Runs(self.conf.runs_file)
+        runs.start()
         collector = Collector(self.conf)
+        collector.checkpoints.forget_closed()
         collector.start()
         log.info("iact-collector %s started for host %s", __version__, self.conf.host)
         self.notifier.send("READY=1", f"STATUS=collecting as {self.conf.host}")
         next_status = next_stats = next_dog = next_save = 0.0
+        next_prune = time.monotonic() + 3600
         while not self.stopping.is_set():
             now = time.monotonic()
             if self.reload.is_set():
@@ -67,9 +72,13 @@ class Agent:
             if now >= next_save:
                 collector.checkpoints.save()
                 next_save = now + 1.0
+            if now >= next_prune:
+                collector.checkpoints.forget_closed()
+                next_prune = now + 3600
             if now >= next_status:
-                write_status(self.conf.status_file, collector.status())
-                next_status = now + 2.0
+                collector.sample_lag()
+                write_status(self.conf.status_file, {**collector.status(), "crash_restarts": runs.crash_restarts()})
+                next_status = now + self.conf.status_interval
             if now >= next_stats:
                 s = collector.status()
                 log.info("counters %s spool_bytes=%s lag_bytes=%s", s["counters"], s["spool_bytes"], s["lag_bytes"])
@@ -85,7 +94,8 @@ class Agent:
         self.notifier.send("STOPPING=1")
         log.info("stopping: delivering what was read, then saving checkpoints")
         drained = collector.stop(self.conf.shutdown_timeout)
-        write_status(self.conf.status_file, collector.status())
+        write_status(self.conf.status_file, {**collector.status(), "crash_restarts": runs.crash_restarts()})
+        runs.stopped_cleanly()
         log.info(
             "stopped (%s)", "all read lines delivered" if drained else "deadline hit; the rest is re-read next start"
         )
@@ -128,16 +138,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"no status at {conf.status_file}: the collector has not run yet", file=sys.stderr)
         return 3
     print(json.dumps(status, indent=1, sort_keys=True) if args.json else render(status))
-    problems = []
-    if age_seconds(status) > args.max_age:
-        problems.append(f"status is {age_seconds(status):.0f} s old: is the collector running?")
-    if not status["healthy"]:
-        problems.append("a pipeline stage is not running")
-    if args.max_lag_bytes is not None and status["lag_bytes"] > args.max_lag_bytes:
-        problems.append(f"lag {status['lag_bytes']} bytes is above {args.max_lag_bytes}")
-    for p in problems:
+    found = problems(
+        status, max_age=args.max_age, max_lag_bytes=args.max_lag_bytes, stall_seconds=args.max_stall,
+        restart_window=args.restart_window, stall_floor_bytes=args.stall_floor_bytes,
+    )  # fmt: skip
+    for p in found:
         print(f"PROBLEM: {p}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if found else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +163,19 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--json", action="store_true", help="print the raw status document")
             p.add_argument("--max-age", type=float, default=30.0, help="fail if the status is older (seconds)")
             p.add_argument("--max-lag-bytes", type=int, help="fail if more unacknowledged bytes than this")
+            p.add_argument(
+                "--max-stall", type=float, default=300.0,
+                help="fail if lag has not shrunk, or nothing was acknowledged while lines wait, for this long "
+                "(seconds, default 300)",
+            )  # fmt: skip
+            p.add_argument(
+                "--stall-floor-bytes", type=int, default=1 << 20,
+                help="lag at or below this counts as caught up for --max-stall (default 1 MiB)",
+            )  # fmt: skip
+            p.add_argument(
+                "--restart-window", type=float, default=600.0,
+                help="fail if the agent restarted after a crash within this many seconds (default 600)",
+            )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         return {"run": _cmd_run, "check-config": _cmd_check, "status": _cmd_status}[args.command](args)

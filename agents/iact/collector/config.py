@@ -81,6 +81,7 @@ class CollectorConfig:
     metrics_interval: float = 60.0
     metrics_disks: tuple[str, ...] = ("/",)
     stats_interval: float = 60.0
+    status_interval: float = 2.0
     shutdown_timeout: float = 10.0
     log_file: str | None = None
     log_level: str = "INFO"
@@ -99,6 +100,16 @@ class CollectorConfig:
     def spool_file(self) -> Path:
         """Rows waiting for Cassandra."""
         return Path(self.state_dir) / "spool" / "rows.spool"
+
+    @property
+    def dead_letter_file(self) -> Path:
+        """Rows Cassandra can never take, with their error (see `status`)."""
+        return Path(self.state_dir) / "dead-letter.jsonl"
+
+    @property
+    def runs_file(self) -> Path:
+        """Starts and clean stops, to tell a crash loop from a restart."""
+        return Path(self.state_dir) / "runs.json"
 
 
 def _hosts(value: object) -> tuple[str, ...]:
@@ -198,6 +209,7 @@ def from_mapping(data: object) -> CollectorConfig:
         metrics_interval=metrics.get("interval", float, 60.0),
         metrics_disks=tuple(disks),
         stats_interval=top.positive("stats_interval", 60.0),
+        status_interval=top.positive("status_interval", 2.0),
         shutdown_timeout=top.positive("shutdown_timeout", 10.0),
         log_file=top.get("log_file", str, None),
         log_level=level,

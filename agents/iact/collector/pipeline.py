@@ -3,6 +3,10 @@
 Bounded queues are the backpressure: when Cassandra is slow and the spool is full, the sink
 stops taking batches, the parse stage blocks, the sources block, and the log files themselves
 hold the backlog. Memory stays bounded whatever the input rate.
+
+Every stage is supervised item by item: an unexpected exception is logged with the identity of
+the line that caused it, counted, and the line is set aside in the dead-letter file; the stage
+goes on. One line can therefore never stop a host's logging, nor crash-loop the agent.
 """
 
 from __future__ import annotations
@@ -18,19 +22,23 @@ from typing import Any
 
 from iact import __version__
 from iact.collector.batch import Batch
-from iact.collector.checkpoint import Checkpoints
+from iact.collector.checkpoint import Checkpoints, Position
 from iact.collector.config import CollectorConfig
 from iact.collector.rows import CODEC, COLUMNS, PARTITION_KEY, RowBuilder
 from iact.collector.sources.files import FileTailer
 from iact.collector.sources.journal import JournalSource
 from iact.collector.sources.metrics import sample
+from iact.collector.sources.records import RawJournal, RawLine
 from iact.sink.cassandra import CassandraSink
+from iact.sink.deadletter import DeadLetter
 from iact.sink.durable import DurableSink
 from iact.sink.spool import Spool
 
 log = logging.getLogger(__name__)
 STOP = object()
 MERGE_ROWS = 5000
+LAG_SAMPLE_SECONDS = 10
+LAG_SAMPLES = 360  # one hour of lag history in the status file
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Counters:
     rows_acknowledged: int = 0
     truncated_lines: int = 0
     spool_full_waits: int = 0
+    stage_errors: int = 0
 
 
 class Collector:
@@ -54,13 +63,24 @@ class Collector:
         self.started_at = datetime.now(UTC)
         self.checkpoints = Checkpoints(config.checkpoint_file)
         self.counters = Counters()
-        self.builder = RowBuilder(config.host)
+        self.checkpoints.set_journal_host(config.host, self.started_at.isoformat())
+        self.builder = RowBuilder(config.host, self.checkpoints.journal_hosts)
+        self.dead_letter = DeadLetter(config.dead_letter_file)
+        self.last_ack_at = time.time()
+        self.lag_history: list[tuple[float, int]] = []
         self.lines: queue.Queue[Any] = queue.Queue(config.queue_lines)
         self.batches: queue.Queue[Any] = queue.Queue(config.queue_batches)
         self.stop_reading = threading.Event()
         self.abort = threading.Event()
         self.tailer = (
-            FileTailer(config.files, self.checkpoints, config.max_line_bytes, config.start_position, config.rotate_wait)
+            FileTailer(
+                config.files,
+                self.checkpoints,
+                config.max_line_bytes,
+                config.start_position,
+                config.rotate_wait,
+                host=config.host,
+            )
             if config.files
             else None
         )
@@ -77,9 +97,12 @@ class Collector:
             c.connection(), c.keyspace, c.table, COLUMNS, PARTITION_KEY, ttl_seconds=c.ttl_seconds,
             consistency=c.consistency, max_batch_rows=config.batch_max_rows, max_batch_bytes=config.batch_max_bytes,
         )  # fmt: skip
-        config.spool_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        spool = Spool(config.spool_file, config.spool_max_bytes, CODEC.encode, CODEC.decode)
-        self.durable = DurableSink(sink, spool, replay_chunk=config.batch_max_rows)
+        # A reload waits here for the previous pipeline to let go of the spool.
+        spool = Spool(
+            config.spool_file, config.spool_max_bytes, CODEC.encode, CODEC.decode, self.dead_letter,
+            lock_timeout=config.shutdown_timeout + 40,
+        )  # fmt: skip
+        self.durable = DurableSink(sink, spool, replay_chunk=config.batch_max_rows, dead_letter=self.dead_letter)
         self.sources: list[threading.Thread] = []
         self.workers: list[threading.Thread] = []
 
@@ -114,7 +137,7 @@ class Collector:
         if not drained:
             self.abort.set()  # stop retrying; unacknowledged lines are read again next start
             for t in self.workers:
-                t.join(2.0)
+                t.join(35.0)  # a write in flight ends within the driver's request timeout
         self.checkpoints.save()
         if self.tailer:
             self.tailer.close()
@@ -152,22 +175,43 @@ class Collector:
                         return
             except OSError as exc:
                 log.error("reading files failed (%s); retrying", exc)
+            except Exception:
+                self._stage_error("files", "polling the files")
+                self.stop_reading.wait(1.0)
             if not got:
                 self.stop_reading.wait(self.config.poll_interval)
 
     def _journal_source(self) -> None:
         assert self.journal is not None
-        for entry in self.journal.entries():
-            if not self._put(self.lines, entry) or self.stop_reading.is_set():
+        while not self.stop_reading.is_set():
+            try:
+                for entry in self.journal.entries():
+                    if not self._put(self.lines, entry) or self.stop_reading.is_set():
+                        return
+                    self.counters.journal_entries += 1
                 return
-            self.counters.journal_entries += 1
+            except Exception:
+                self._stage_error("journal", "reading the journal")  # entries() resumes after the last cursor
+                self.stop_reading.wait(1.0)
 
     def _metrics_source(self) -> None:
-        sample(self.config.metrics_disks)  # primes the CPU counter
         while not self.stop_reading.wait(self.config.metrics_interval):
-            if not self._put(self.lines, sample(self.config.metrics_disks)):
+            try:
+                item = sample(self.config.metrics_disks)
+            except Exception:
+                self._stage_error("metrics", "sampling host metrics")
+                continue
+            if not self._put(self.lines, item):
                 return
             self.counters.metric_samples += 1
+
+    def _stage_error(self, stage: str, doing: str, item: object = None, row: object = None) -> None:
+        """Log and count an unexpected exception; set aside what caused it. The stage goes on."""
+        self.counters.stage_errors += 1
+        where = _identity(item)
+        log.exception("%s stage: unexpected error while %s%s; set aside, going on", stage, doing, where)
+        if item is not None or row is not None:
+            self.dead_letter(row if row is not None else item, f"{stage} stage failed while {doing}{where}")
 
     def _parse_stage(self) -> None:
         batch, deadline = Batch(), 0.0
@@ -184,11 +228,20 @@ class Collector:
                 self._put(self.batches, STOP)
                 return
             if item is not None:
-                row, position = self.builder.build(item)
-                if not batch:
-                    deadline = time.monotonic() + max_wait
-                batch.add(row, position)
-                self.counters.rows_built += 1
+                try:
+                    row, position = self.builder.build(item)
+                except Exception:
+                    self._stage_error("parse", "building a row", item)
+                    position = _position(item)
+                    if position is not None:  # acknowledged in order, behind the rows before it
+                        if not batch:
+                            deadline = time.monotonic() + max_wait
+                        batch.skip(position)
+                else:
+                    if not batch:
+                        deadline = time.monotonic() + max_wait
+                    batch.add(row, position)
+                    self.counters.rows_built += 1
             if batch and (len(batch) >= max_rows or time.monotonic() >= deadline):
                 if not self._put(self.batches, batch):
                     return
@@ -217,7 +270,7 @@ class Collector:
                 batch.extend(more)
             done = 0
             while done < len(batch.rows):
-                done += self.durable.deliver(batch.rows[done:])
+                done += self._deliver(batch.rows[done:])
                 if done < len(batch.rows):
                     # Spool full and Cassandra away: hold the rest; the queues fill and reading pauses.
                     self.counters.spool_full_waits += 1
@@ -226,6 +279,34 @@ class Collector:
                     self.durable.replay()
             self.checkpoints.ack(batch.acknowledged(done))
             self.counters.rows_acknowledged += done
+            if done:
+                self.last_ack_at = time.time()
+
+    def _deliver(self, rows: list[dict[str, Any]]) -> int:
+        """DurableSink.deliver, supervised: on a bug, rows go one by one and the one that fails is set aside."""
+        try:
+            return self.durable.deliver(rows)
+        except Exception:
+            self._stage_error("sink", f"delivering {len(rows)} rows")
+        done = 0
+        for row in rows:
+            try:
+                kept = self.durable.deliver([row])
+            except Exception:
+                self._stage_error("sink", "delivering one row", row=row)
+                kept = 1
+            if not kept:
+                return done
+            done += 1
+        return done
+
+    def sample_lag(self) -> None:
+        """Called by the main loop; keeps the lag history that `status` judges progress by."""
+        now = time.time()
+        if self.lag_history and now - self.lag_history[-1][0] < LAG_SAMPLE_SECONDS:
+            return
+        lag = sum(int(f["lag_bytes"]) for f in self.tailer.lag().values()) if self.tailer else 0  # type: ignore[call-overload]
+        self.lag_history = [*self.lag_history[-(LAG_SAMPLES - 1) :], (now, lag)]
 
     # -- reporting -----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -251,9 +332,32 @@ class Collector:
             "counters": {
                 **asdict(self.counters),
                 "raw_unparsed": self.builder.parse_errors,
+                "rows_coerced": self.builder.coerced,
                 "rows_written": d.written,
                 "rows_spooled": d.spooled,
+                "rows_dead_lettered": self.dead_letter.count,
                 "write_errors": d.write_errors,
+                "copies_adopted": self.tailer.copies_adopted if self.tailer else 0,
             },
+            "dead_letter": {"file": str(self.config.dead_letter_file), "count": self.dead_letter.count,
+                            "last_reason": self.dead_letter.last_reason},
+            "last_ack_at": datetime.fromtimestamp(self.last_ack_at, UTC).isoformat(),
+            "lag_history": [[round(t, 1), lag] for t, lag in self.lag_history],
             "last_error": d.last_error,
-        }
+        }  # fmt: skip
+
+
+def _identity(item: object) -> str:
+    """Where a raw item came from, for the log line of a supervised failure."""
+    if isinstance(item, RawLine):
+        return f" (line of {item.source}, generation {item.key}, bytes {item.offset}-{item.end})"
+    if isinstance(item, RawJournal):
+        return f" (journal entry, {len(item.data)} bytes)"
+    return ""
+
+
+def _position(item: object) -> Position | None:
+    """What acknowledging a set-aside item moves (so the checkpoint passes it, in order)."""
+    if isinstance(item, RawLine):
+        return Position(item.key, item.end, item.fallback_ts)
+    return None

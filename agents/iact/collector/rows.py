@@ -1,9 +1,15 @@
-"""Parsed entries -> rows of logging.infrastructure_logs, with deterministic ids.
+"""Parsed entries -> rows of logging.infrastructure_logs, with keys that depend only on the line.
 
-The id of a file line is uuid5(host, source, file generation, byte offset) and of a journal
-entry uuid5(host, cursor); its time comes from the line, or from the previous line of the same
-file when it has none. Re-reading a line therefore rebuilds the same primary key, and Cassandra
-overwrites instead of storing it twice.
+The primary key is ((host, day, hour), ts, line_id), so a line read twice (after a crash, an
+upgrade, a config change) must get the same host, ts and line_id or it is stored twice:
+- line_id is uuid5(host, source, file generation, byte offset), or uuid5(host, cursor) for the journal;
+- host, source and the time zone are pinned per file generation in the checkpoint (the journal
+  keeps a short history of host names, by time);
+- a stamp without year or zone is resolved against the previous line's time in the same file
+  (or the time the file was first seen), which the checkpoint stores with every acknowledged
+  offset; a line without a stamp takes the previous line's time.
+Values the table cannot hold (a pid over 2^31, text that is not valid Unicode) are coerced here,
+the original kept in `fields`, so no row can stop delivery.
 """
 
 from __future__ import annotations
@@ -11,14 +17,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import OrderedDict
 from datetime import UTC, date, datetime
 from typing import Any
 
 from iact.collector.checkpoint import Position
-from iact.collector.parse.journal import parse_journal
+from iact.collector.parse.journal import micros_to_datetime, parse_journal
 from iact.collector.parse.model import Parsed, severity_name
-from iact.collector.parse.syslog import parse_line
+from iact.collector.parse.syslog import LocalStamp, parse_line, resolve_stamp
 from iact.collector.sources.records import MetricSample, RawJournal, RawLine
+from iact.collector.zone import host_zone_name, zone
 from iact.sink.codec import RowCodec
 
 COLUMNS = (
@@ -31,6 +39,53 @@ TRUNCATED = "…[truncated {} bytes]"
 _NAMESPACE = uuid.UUID("0b8c5a52-2f7e-4d4c-8f55-2d6a0f3e9b71")
 _TS_FIELD = re.compile(rb'"__REALTIME_TIMESTAMP"\s*:\s*"(\d+)"')
 _CURSOR_FIELD = re.compile(rb'"__CURSOR"\s*:\s*"([^"]+)"')
+
+
+INT32 = (-(2**31), 2**31 - 1)
+TEXT_COLUMNS = ("host", "source", "facility", "severity", "program", "unit", "message")
+CHAIN_KEYS = 4096  # file generations whose previous-line time is kept in memory
+
+
+def _text(value: str) -> str:
+    """Valid UTF-8 text: lone surrogates (from JSON escapes) cannot be sent to Cassandra."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def coerce(row: dict[str, Any]) -> bool:
+    """Make every value fit its column's type; True if anything had to change.
+
+    The original of a value that does not fit goes to `fields` under the column's name, so
+    nothing the line said is lost and the row still binds.
+    """
+    changed = False
+    extra: dict[str, str] = {}
+    pid = row.get("pid")
+    if pid is not None and not (isinstance(pid, int) and INT32[0] <= pid <= INT32[1]):
+        extra["pid"], row["pid"] = str(pid), None
+    code = row.get("severity_code")
+    if code is not None and not (isinstance(code, int) and 0 <= code <= 7):
+        extra["severity_code"], row["severity_code"], row["severity"] = str(code), None, severity_name(None)
+    for name in TEXT_COLUMNS:
+        value = row.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                value, changed = str(value), True
+            safe = _text(value)
+            changed |= safe is not value
+            row[name] = safe
+    fields = row.get("fields")
+    if fields:
+        clean = {_text(str(k)): _text(str(v)) for k, v in fields.items() if v is not None}
+        changed |= clean != fields
+        row["fields"] = clean
+    if extra:
+        row["fields"] = {**(row.get("fields") or {}), **extra}
+        changed = True
+    return changed
 
 
 def _row(host: str, source: str, line_id: uuid.UUID, ts: datetime, p: Parsed, now: datetime) -> dict[str, Any]:
@@ -58,37 +113,80 @@ def _row(host: str, source: str, line_id: uuid.UUID, ts: datetime, p: Parsed, no
     }
 
 
+class _Chain:
+    """The previous line of one file generation: where it ended, its stamp and its time."""
+
+    __slots__ = ("end", "stamp", "ts")
+
+    def __init__(self, end: int, stamp: LocalStamp | None, ts: datetime) -> None:
+        self.end, self.stamp, self.ts = end, stamp, ts
+
+
 class RowBuilder:
     """The parse stage: one raw item in, one row (and the position it acknowledges) out."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, journal_hosts: list[tuple[str, str]] | None = None) -> None:
         self.host = host
-        self._last_ts: dict[str, datetime] = {}
+        self.journal_hosts = [(datetime.fromisoformat(since), h) for since, h in journal_hosts or []]
+        self._chains: OrderedDict[str, _Chain] = OrderedDict()
         self.parse_errors = 0
+        self.coerced = 0
 
     def build(self, item: RawLine | RawJournal | MetricSample) -> tuple[dict[str, Any], Position | None]:
-        """Never raises for any input bytes."""
+        """One row; raises only on a bug, which the caller's supervisor sets aside with the item."""
         now = datetime.now(UTC)
         if isinstance(item, RawLine):
-            return self._file_line(item, now)
-        if isinstance(item, RawJournal):
-            return self._journal(item, now)
-        return self._metric(item, now)
+            row, pos = self._file_line(item, now)
+        elif isinstance(item, RawJournal):
+            row, pos = self._journal(item, now)
+        else:
+            row, pos = self._metric(item, now)
+        if coerce(row):
+            self.coerced += 1
+        return row, pos
 
     def _file_line(self, item: RawLine, now: datetime) -> tuple[dict[str, Any], Position]:
         text = item.data.decode("utf-8", "replace")
-        p = parse_line(text, item.fmt)
+        chain = self._chains.get(item.key)
+        if chain is not None and chain.end <= item.offset:
+            ref, follows, last_stamp = chain.ts, True, chain.stamp
+        else:  # the first line read of this generation, or read again from an earlier offset
+            ref = datetime.fromisoformat(item.fallback_ts) if item.fallback_ts else now
+            follows, last_stamp = item.follows, None
+        tz = zone(item.tz or host_zone_name())
+        seen: list[LocalStamp] = []
+
+        def resolve(stamp: LocalStamp) -> datetime | None:
+            seen.append(stamp)
+            if stamp == last_stamp:
+                return ref  # the same second as the previous line: skip the search
+            return resolve_stamp(stamp, tz, ref, follows)
+
+        try:
+            p = parse_line(text, item.fmt, resolve=resolve)
+        except Exception:  # parse_line must not raise; if it does, keep the line raw
+            p = Parsed(message=text)
         if item.cut:
             p.message += TRUNCATED.format(item.cut)
         if p.format == "raw":
             self.parse_errors += 1
-        ts = p.ts or self._last_ts.get(item.key)
-        if ts is None:
-            ts = datetime.fromisoformat(item.fallback_ts) if item.fallback_ts else now
-        self._last_ts[item.key] = ts
-        line_id = uuid.uuid5(_NAMESPACE, f"{self.host}|{item.source}|{item.key}|{item.offset}")
-        row = _row(self.host, item.source, line_id, ts, p, now)
+        ts = p.ts or ref
+        self._chains[item.key] = _Chain(item.end, seen[0] if seen and p.ts else None, ts)
+        self._chains.move_to_end(item.key)
+        if len(self._chains) > CHAIN_KEYS:
+            self._chains.popitem(last=False)
+        host = item.host or self.host
+        line_id = uuid.uuid5(_NAMESPACE, f"{host}|{item.source}|{item.key}|{item.offset}")
+        row = _row(host, item.source, line_id, ts, p, now)
         return row, Position(item.key, item.end, ts.isoformat())
+
+    def _journal_host(self, ts: datetime) -> str:
+        """The host name in force when the entry was written (a rename applies to later entries)."""
+        host = self.journal_hosts[0][1] if self.journal_hosts else self.host
+        for since, name in self.journal_hosts:
+            if ts >= since:
+                host = name
+        return host
 
     def _journal(self, item: RawJournal, now: datetime) -> tuple[dict[str, Any], Position | None]:
         try:
@@ -97,18 +195,19 @@ class RowBuilder:
                 raise ValueError("not an object")
             p = parse_journal(entry)
             cursor = str(entry.get("__CURSOR") or "")
-        except ValueError:
+        except (ValueError, RecursionError):
             # Cut short (over the size limit) or garbled: keep it raw, with what can be recovered.
             self.parse_errors += 1
             m_ts, m_cur = _TS_FIELD.search(item.data), _CURSOR_FIELD.search(item.data)
             p = Parsed(message=item.data.decode("utf-8", "replace").rstrip("\n"), format="raw")
-            p.ts = datetime.fromtimestamp(int(m_ts.group(1)) / 1e6, UTC) if m_ts else None
-            cursor = m_cur.group(1).decode() if m_cur else ""
+            p.ts = micros_to_datetime(int(m_ts.group(1))) if m_ts else None
+            cursor = m_cur.group(1).decode("utf-8", "replace") if m_cur else ""
         if item.cut:
             p.message += TRUNCATED.format(item.cut)
         ts = p.ts or now
         key = cursor or f"no-cursor|{ts.isoformat()}|{p.message[:200]}"
-        row = _row(self.host, "journal", uuid.uuid5(_NAMESPACE, f"{self.host}|journal|{key}"), ts, p, now)
+        host = self._journal_host(ts)
+        row = _row(host, "journal", uuid.uuid5(_NAMESPACE, f"{host}|journal|{key}"), ts, p, now)
         return row, (Position("journal", cursor, ts.isoformat()) if cursor else None)
 
     def _metric(self, item: MetricSample, now: datetime) -> tuple[dict[str, Any], None]:

@@ -7,15 +7,18 @@ round trip, no batch log); different partitions go as concurrent requests, never
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.cluster import Cluster, Session
-from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 
 from iact.cassandra.session import build_cluster
 from iact.cassandra.settings import ConnectionSettings
+
+Reject = Callable[[dict[str, Any], str], None]
+Pair = tuple[dict[str, Any], BoundStatement]
 
 
 class SinkError(RuntimeError):
@@ -52,6 +55,7 @@ class CassandraSink:
         self._cluster: Cluster | None = None
         self._session: Session | None = None
         self._insert: PreparedStatement | None = None
+        self.rejected = 0
 
     def _connect(self) -> None:
         cluster = build_cluster(self.settings)
@@ -75,16 +79,17 @@ class CassandraSink:
             self._cluster.shutdown()
         self._cluster = self._session = self._insert = None
 
-    def _chunks(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    def _chunks(self, rows: list[Pair]) -> list[list[Pair]]:
         """Split one partition's rows by count and by (estimated) size below the batch warning."""
-        chunks: list[list[dict[str, Any]]] = [[]]
+        chunks: list[list[Pair]] = [[]]
         size = 0
-        for row in rows:
+        for pair in rows:
+            row = pair[0]
             est = sum(len(v) if isinstance(v, str) else 16 for v in row.values() if v is not None)
             if chunks[-1] and (len(chunks[-1]) >= self.max_batch_rows or size + est > self.max_batch_bytes):
                 chunks.append([])
                 size = 0
-            chunks[-1].append(row)
+            chunks[-1].append(pair)
             size += est
         return chunks
 
@@ -92,33 +97,65 @@ class CassandraSink:
         # None would be written as a tombstone per empty column; unset writes nothing at all.
         return [UNSET_VALUE if (v := row.get(c)) is None else v for c in self.columns]
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Write all rows or raise SinkError (then some may be written: rows are idempotent)."""
+    def write(self, rows: Sequence[dict[str, Any]], reject: Reject | None = None) -> int:
+        """Write all rows or raise SinkError (then some may be written: rows are idempotent).
+
+        A row Cassandra can never take (a value its column type cannot hold, refused by the
+        server as invalid) is not a reason to hold back the others: it goes to `reject` with the
+        error and counts as handled. Without `reject`, such a row raises SinkError like an outage.
+        """
         if not rows:
             return 0
         if self._session is None:
             self._connect()
         assert self._session is not None and self._insert is not None
-        by_partition: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+        by_partition: dict[tuple[Any, ...], list[Pair]] = defaultdict(list)
         for row in rows:
-            by_partition[tuple(row[k] for k in self.partition_key)].append(row)
-        statements = []
+            try:
+                bound = self._insert.bind(self._values(row))
+                key = tuple(row[k] for k in self.partition_key)
+            except Exception as exc:  # the driver raises TypeError, ValueError, struct.error, ...
+                self._rejected(row, f"cannot be bound to {self.table}: {type(exc).__name__}: {exc}", reject)
+                continue
+            by_partition[key].append((row, bound))
+        statements: list[tuple[Statement, list[Pair]]] = []
         for part_rows in by_partition.values():
             for chunk in self._chunks(part_rows):
                 if len(chunk) == 1:
-                    statements.append(self._insert.bind(self._values(chunk[0])))
+                    statements.append((chunk[0][1], chunk))
                     continue
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
                 batch.is_idempotent = True
-                for row in chunk:
-                    batch.add(self._insert, self._values(row))
-                statements.append(batch)
+                for _row, bound in chunk:
+                    batch.add(bound)
+                statements.append((batch, chunk))
         try:
             for i in range(0, len(statements), self.concurrency):
-                futures = [self._session.execute_async(s) for s in statements[i : i + self.concurrency]]
-                for future in futures:
-                    future.result()
+                window = statements[i : i + self.concurrency]
+                futures = [self._session.execute_async(s) for s, _ in window]
+                for future, (_s, chunk) in zip(futures, window, strict=True):
+                    try:
+                        future.result()
+                    except InvalidRequest:
+                        if reject is None:
+                            raise
+                        self._one_by_one(chunk, reject)
         except Exception as exc:
             self.close()
             raise SinkError(f"write to {self.keyspace}.{self.table} failed: {type(exc).__name__}: {exc}") from exc
         return len(rows)
+
+    def _one_by_one(self, chunk: list[Pair], reject: Reject) -> None:
+        """A batch the server refused as invalid: find the row(s) to blame, write the rest."""
+        assert self._session is not None
+        for row, bound in chunk:
+            try:
+                self._session.execute(bound)
+            except InvalidRequest as exc:
+                self._rejected(row, f"refused by Cassandra: {exc}", reject)
+
+    def _rejected(self, row: dict[str, Any], reason: str, reject: Reject | None) -> None:
+        if reject is None:
+            raise SinkError(f"row not writable: {reason}")
+        self.rejected += 1
+        reject(row, reason)

@@ -7,12 +7,14 @@ spool is replayed (with exponential backoff between attempts) before new rows go
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from iact.sink.cassandra import CassandraSink, SinkError
+from iact.sink.deadletter import DeadLetter
 from iact.sink.spool import Spool
 
 
@@ -37,8 +39,10 @@ class DurableSink:
         orphans: Sequence[Spool] = (),
         replay_chunk: int = 1000,
         max_backoff: float = 30.0,
+        dead_letter: DeadLetter | None = None,
     ) -> None:
         self.sink, self.spool = sink, spool
+        self.dead_letter = dead_letter or DeadLetter(None)
         self.orphans = list(orphans)
         self.replay_chunk = replay_chunk
         self.max_backoff = max_backoff
@@ -68,8 +72,7 @@ class DurableSink:
         if self.spooled() and not self.replay():
             return self._to_spool(rows)
         try:
-            self.stats.written += self.sink.write(rows)
-            self.stats.batches += 1
+            self._write(rows)
             return len(rows)
         except SinkError as exc:
             self._failed(exc)
@@ -84,8 +87,7 @@ class DurableSink:
         for spool in [*self.orphans, self.spool]:
             for rows, end in spool.chunks(self.replay_chunk):
                 try:
-                    self.stats.written += self.sink.write(rows)
-                    self.stats.batches += 1
+                    self._write(rows)
                 except SinkError as exc:
                     self._failed(exc)
                     return False
@@ -94,16 +96,26 @@ class DurableSink:
         return True
 
     def close(self) -> None:
-        """Release Cassandra connections."""
+        """Release Cassandra connections and the spools (their locks go with them)."""
         self.sink.close()
+        for spool in [*self.orphans, self.spool]:
+            spool.close()
+
+    def _write(self, rows: Sequence[dict[str, Any]]) -> None:
+        before = self.sink.rejected
+        self.stats.written += self.sink.write(rows, self.dead_letter) - (self.sink.rejected - before)
+        self.stats.batches += 1
 
     def _failed(self, exc: Exception) -> None:
         self.stats.write_errors += 1
         self.stats.last_error = str(exc)
-        self._retry_at = time.monotonic() + self._backoff
+        # Jitter: after an outage, a fleet of agents must not replay at the same instant.
+        self._retry_at = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
         self._backoff = min(self._backoff * 2, self.max_backoff)
 
     def _to_spool(self, rows: Sequence[dict[str, Any]]) -> int:
         kept = self.spool.append(list(rows))
         self.stats.spooled += kept
+        if self.spool.last_error:
+            self.stats.last_error = self.spool.last_error
         return kept

@@ -1,8 +1,8 @@
 """Growing the cluster with playbooks/cassandra_add_node.yml, while every node keeps logging.
 
 Converge built the three-node cluster with site.yml; cass4 is a bare host in no group. The test does
-what the README tells an operator: list the new host in the cassandra group (inventory/grow.yml, as a second
-inventory source) and run the playbook. The promise checked here is the playbook's: the new node
+what the README tells an operator: list the new host in the cassandra group (inventory/grow.yml, as
+a second inventory source) and run the playbook. The promise checked here is the playbook's: the new node
 bootstraps and gets the agent, the running nodes are not restarted, cleanup then runs on each of
 them, and ingest goes on throughout with no line lost or stored twice.
 """
@@ -42,7 +42,7 @@ def ownership() -> dict[str, float]:
 
 def test_a_fourth_node_joins_under_ingest_and_the_others_are_cleaned_up(connect):
     assert ring_up(3), "converge left three nodes UN"
-    assert all(share == 100.0 for share in ownership().values()), "with 3 nodes and RF 3 every node holds all data"
+    assert list(ownership().values()) == [100.0] * 3, "with 3 nodes and RF 3 every node holds all the data"
     started = {node: unit_started(node) for node in NODES}
 
     writers = Writers(uuid.uuid4().hex[:8], program="growtest")

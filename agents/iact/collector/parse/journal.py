@@ -28,7 +28,17 @@ def _text(value: Any) -> str | None:
 
 def _int(value: Any) -> int | None:
     text = _text(value)
-    return int(text) if text and text.isdigit() else None
+    return int(text) if text and text.isascii() and text.isdigit() else None
+
+
+def micros_to_datetime(micros: int | None) -> datetime | None:
+    """Microseconds since the epoch -> UTC, None when out of datetime's range (a hostile entry)."""
+    if micros is None:
+        return None
+    try:
+        return datetime.fromtimestamp(micros / 1e6, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def parse_journal(entry: dict[str, Any]) -> Parsed:
@@ -37,7 +47,7 @@ def parse_journal(entry: dict[str, Any]) -> Parsed:
     priority = _int(entry.get("PRIORITY"))
     p = Parsed(
         message=_text(entry.get("MESSAGE")) or "",
-        ts=datetime.fromtimestamp(micros / 1e6, UTC) if micros is not None else None,
+        ts=micros_to_datetime(micros),
         hostname=_text(entry.get("_HOSTNAME")),
         program=_text(entry.get("SYSLOG_IDENTIFIER")) or _text(entry.get("_COMM")),
         pid=_int(entry.get("_PID")) or _int(entry.get("SYSLOG_PID")),

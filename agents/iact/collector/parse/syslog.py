@@ -12,9 +12,11 @@ Anything else becomes a raw entry with the whole line as message and severity un
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from iact.collector.parse.model import Parsed, facility_name
+from iact.collector.zone import host_zone_name, zone
 
 _TRADITIONAL = re.compile(r"(?:<(\d{1,3})>)?([A-Z][a-z]{2}) ([ \d]?\d) (\d\d:\d\d:\d\d) (\S+) (.*)", re.S)
 _ISO = re.compile(r"(?:<(\d{1,3})>)?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,9})?(Z|[+-]\d\d:?\d\d)? (\S+) (.*)", re.S)
@@ -22,38 +24,73 @@ _RFC5424 = re.compile(r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^
 _RFC5424_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
 _SD_ELEMENT = re.compile(r"\[([^\s\]=]+)((?:\s+[^\s=\]]+=\"(?:[^\"\\]|\\.)*\")*)\]")
 _SD_PARAM = re.compile(r"([^\s=\]]+)=\"((?:[^\"\\]|\\.)*)\"")
-_TAG = re.compile(r"([^\s:\[\]]{1,128})(?:\[(\d{1,10})\])?: ?(.*)", re.S)
+_TAG = re.compile(r"([^\s:\[\]]{1,128})(?:\[([0-9]{1,10})\])?: ?(.*)", re.S)
 _KERNEL_STAMP = re.compile(r"\[\s*(\d+\.\d+)\] ?(.*)", re.S)
 # Lines without a <PRI> carry no severity; these words make a line an error for alerting purposes.
 _ERRORISH = re.compile(r"\b(?:error|errors|failed|failure|fatal|panic|segfault|denied|critical)\b", re.I)
 _MONTHS = {
     m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)
 }
-_stamp_cache: dict[str, datetime | None] = {}
+
+LocalStamp = tuple[int, int, int, int, int]  # month, day, hour, minute, second: no year, no zone
+Resolver = Callable[[LocalStamp], "datetime | None"]
+
+
+def local_stamp(month: str, day: str, clock: str) -> LocalStamp | None:
+    """The parts of a traditional stamp, or None when they cannot be a date (30 Feb is left to the resolver)."""
+    mon = _MONTHS.get(month)
+    try:
+        hh, mm, ss = (int(x) for x in clock.split(":"))
+        d = int(day)
+    except ValueError:
+        return None
+    if mon is None or not (1 <= d <= 31 and hh < 24 and mm < 60 and ss < 61):
+        return None
+    return mon, d, hh, mm, min(ss, 59)
+
+
+def resolve_stamp(stamp: LocalStamp, zone: tzinfo, ref: datetime, follows: bool) -> datetime | None:
+    """A local time without a year -> UTC, chosen relative to `ref` (UTC).
+
+    follows=True: `ref` is the previous line's time, so the candidate nearest to it wins (a log
+    goes forward; the year turns between Dec 31 and Jan 1). follows=False: `ref` is when the file
+    was first seen, so the latest candidate at most 2 days after it wins (a file holds the past).
+    Of the two readings of a repeated DST hour, the earlier is taken unless it would go back
+    before `ref` while the later does not. Pure: the same arguments always give the same time.
+    """
+    mon, d, hh, mm, ss = stamp
+    local_ref = ref.astimezone(zone)
+    best: datetime | None = None
+    for year in (local_ref.year - 1, local_ref.year, local_ref.year + 1):
+        try:
+            naive = datetime(year, mon, d, hh, mm, ss)
+        except ValueError:  # 29 Feb in a common year, 31 Apr
+            continue
+        early = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        late = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        cand = late if follows and early < ref <= late else early
+        if follows:
+            if best is None or abs(cand - ref) < abs(best - ref):
+                best = cand
+        elif cand <= ref + timedelta(days=2) and (best is None or cand > best):
+            best = cand
+    return best
+
+
+def _host_zone() -> tzinfo:
+    return zone(host_zone_name())
+
+
+def _default_resolver(stamp: LocalStamp) -> datetime | None:
+    return resolve_stamp(stamp, _host_zone(), datetime.now(UTC), follows=False)
 
 
 def _traditional_time(month: str, day: str, clock: str, now: datetime | None = None) -> datetime | None:
-    """Local time without a year -> UTC; the year is the one that puts it at most 2 days ahead of now."""
-    key = f"{month} {day} {clock}"
-    if now is None and key in _stamp_cache:
-        return _stamp_cache[key]
-    mon = _MONTHS.get(month)
-    result = None
-    if mon is not None:
-        ref = now or datetime.now(UTC)
-        try:
-            hh, mm, ss = (int(x) for x in clock.split(":"))
-            local = datetime(ref.year, mon, int(day), hh, mm, ss)
-            result = local.astimezone(UTC)  # naive = the host's local time zone
-            if result > ref + timedelta(days=2):
-                result = local.replace(year=ref.year - 1).astimezone(UTC)
-        except ValueError:  # 30 Feb, 25:00, or 29 Feb in the wrong year
-            result = None
-    if now is None:
-        if len(_stamp_cache) > 10_000:
-            _stamp_cache.clear()
-        _stamp_cache[key] = result
-    return result
+    """Local time without a year -> UTC, relative to now in the host's zone (for callers without context)."""
+    stamp = local_stamp(month, day, clock)
+    if stamp is None:
+        return None
+    return resolve_stamp(stamp, _host_zone(), now or datetime.now(UTC), follows=False)
 
 
 def _iso_time(base: str, frac: str | None, zone: str | None) -> datetime | None:
@@ -71,7 +108,7 @@ def _apply_tag(p: Parsed, rest: str) -> None:
         return
     p.program, pid, p.message = m.group(1), m.group(2), m.group(3)
     if pid:
-        p.pid = int(pid)
+        p.pid = int(pid)  # ASCII digits only; a value over int32 is dealt with by the row builder
     if p.program == "kernel":
         _apply_kernel_stamp(p, p.message)
 
@@ -112,12 +149,12 @@ def _rfc5424(m: re.Match[str]) -> Parsed:
         p.ts = _iso_time(*iso.groups()) if iso else None
     p.hostname = None if host == "-" else host
     p.program = None if app == "-" else app
-    if procid.isdigit():
+    if procid.isascii() and procid.isdigit():  # '²'.isdigit() is True, int('²') raises
         p.pid = int(procid)
     fields: dict[str, str] = {}
     if msgid != "-":
         fields["msgid"] = msgid
-    if procid != "-" and not procid.isdigit():
+    if procid != "-" and p.pid is None:
         fields["procid"] = procid
     if sd != "-":
         for element in _SD_ELEMENT.finditer(sd):
@@ -129,8 +166,12 @@ def _rfc5424(m: re.Match[str]) -> Parsed:
     return p
 
 
-def parse_line(text: str, fmt: str = "auto", facility: str | None = None) -> Parsed:
-    """Parse one line (without its newline). Never raises: the fallback is a raw entry."""
+def parse_line(text: str, fmt: str = "auto", facility: str | None = None, resolve: Resolver | None = None) -> Parsed:
+    """Parse one line (without its newline). Never raises: the fallback is a raw entry.
+
+    `resolve` turns a stamp without year or zone into UTC; the row builder passes one bound to the
+    file's pinned zone and the previous line's time, so a line re-read later gets the same time.
+    """
     if fmt == "raw":
         return Parsed(message=text, facility=facility)
     if fmt in ("auto", "syslog"):
@@ -153,7 +194,9 @@ def parse_line(text: str, fmt: str = "auto", facility: str | None = None) -> Par
         m = _TRADITIONAL.match(text)
         if m:
             pri, month, day, clock, host, rest = m.groups()
-            p = Parsed(message=rest, ts=_traditional_time(month, day.strip(), clock), hostname=host, format="syslog")
+            stamp = local_stamp(month, day.strip(), clock)
+            ts = (resolve or _default_resolver)(stamp) if stamp else None
+            p = Parsed(message=rest, ts=ts, hostname=host, format="syslog")
             p.facility = facility
             _apply_pri(p, pri)
             _apply_tag(p, rest)
@@ -166,7 +209,7 @@ def parse_line(text: str, fmt: str = "auto", facility: str | None = None) -> Par
         if body.startswith("["):
             p = Parsed(message=body, program="kernel", format="kernel", facility="kern")
             _apply_kernel_stamp(p, body)
-            if pri and pri.isdigit():
+            if pri and pri.isascii() and pri.isdigit():
                 p.severity_code = int(pri) & 7
             _infer_severity(p)
             return p

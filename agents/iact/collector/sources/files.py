@@ -22,10 +22,12 @@ from datetime import UTC, datetime
 from iact.collector.checkpoint import Checkpoints, FileState
 from iact.collector.config import FileSource
 from iact.collector.sources.records import RawLine
+from iact.collector.zone import host_zone_name
 
 log = logging.getLogger(__name__)
 
 FP_BYTES = 1024
+COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".z", ".zip")
 READ_CHUNK = 256 * 1024
 MAX_CHUNKS_PER_POLL = 16  # per file, so one busy file cannot starve the others
 
@@ -49,7 +51,13 @@ class Tracked:
     rotated: bool = False
     last_size: int = -1
     last_growth: float = field(default_factory=time.monotonic)
-    first_ts: str | None = None  # fallback time for leading lines without one (fixed per generation)
+    first_ts: str | None = None  # the previous line's time at the read start (or when first seen)
+    follows: bool = False  # first_ts is a line's time, not the file's first sighting
+
+    @property
+    def context(self) -> tuple[str | None, str | None, bool]:
+        """What every RawLine of this generation carries for its row key: host, zone, follows."""
+        return self.state.host, self.state.tz, self.follows
 
 
 class FileTailer:
@@ -62,14 +70,21 @@ class FileTailer:
         max_line_bytes: int = 64 * 1024,
         start_position: str = "end",
         rotate_wait: float = 5.0,
+        host: str = "",
     ) -> None:
         self.specs = list(specs)
+        self.host = host
         self.checkpoints = checkpoints
         self.max_line_bytes = max_line_bytes
         self.start_position = start_position
         self.rotate_wait = rotate_wait
         self.tracked: dict[str, Tracked] = {}
         self._initial = True
+        self.copies_adopted = 0
+        zone_name = host_zone_name()
+        for state in checkpoints.files.values():  # generations saved by an older agent: pin them now
+            state.host = state.host or host
+            state.tz = state.tz or zone_name
 
     # -- discovery -------------------------------------------------------------------------
     def _scan(self) -> dict[str, tuple[FileSource, os.stat_result]]:
@@ -99,6 +114,8 @@ class FileTailer:
         """A persisted generation with this identity (a restart, or a rotated file matched by a glob)."""
         for state in self.checkpoints.files.values():
             same_inode = (state.dev, state.ino) == (st.st_dev, st.st_ino) and state.key not in self.tracked
+            if state.end_offset is not None or state.truncated:
+                continue  # read to its end already, or its content now lives in a copy
             if same_inode and _fingerprint(fd, state.fp_len)[0] == state.fp:
                 return state
         return None
@@ -116,6 +133,8 @@ class FileTailer:
             fp_len=fp_len,
             offset=offset,
             first_seen=now.isoformat(),
+            host=self.host,
+            tz=host_zone_name(),
         )
         self.checkpoints.register(state)
         return state
@@ -131,7 +150,7 @@ class FileTailer:
     def _track(self, state: FileState, spec: FileSource, fd: int, rotated: bool = False) -> None:
         self.tracked[state.key] = Tracked(
             state=state, spec=spec, fd=fd, pos=state.offset, line_start=state.offset, rotated=rotated,
-            first_ts=state.last_ts or state.first_seen,
+            first_ts=state.last_ts or state.first_seen, follows=state.last_ts is not None,
         )  # fmt: skip
 
     def discover(self) -> None:
@@ -170,7 +189,9 @@ class FileTailer:
         for state in list(self.checkpoints.files.values()):
             if state.key in self.tracked or state.closed_at is not None:
                 continue
-            fd = self._find_in_directory(state)
+            fd = None if state.truncated else self._find_in_directory(state)
+            if fd is None:
+                fd = self._find_copy(state)
             if fd is None:
                 log.warning(
                     "%s (generation %s) disappeared while the collector was stopped; lines after offset %d "
@@ -195,6 +216,7 @@ class FileTailer:
             return
         identities = {(s.dev, s.ino) for s in self.checkpoints.files.values()}
         identities |= {(t.state.dev, t.state.ino) for t in self.tracked.values()}
+        known_heads = [(s.fp, s.fp_len) for s in self.checkpoints.files.values()]
         for known in sorted(self.checkpoints.known_paths):
             spec = next((s for s in self.specs if fnmatch.fnmatch(known, s.path)), None)
             if spec is None:
@@ -215,10 +237,50 @@ class FileTailer:
                 fd = self._open(path)
                 if fd is None:
                     continue
+                if any(_fingerprint(fd, n)[0] == fp for fp, n in known_heads if n):
+                    os.close(fd)  # a copy (copytruncate) of a generation already read: not new lines
+                    continue
                 log.info("reading %s from the start: rotated while the collector was stopped", path)
                 state = self._new_generation(spec, path, st, fd, 0)
                 self._track(state, spec, fd, rotated=True)
                 identities.add((st.st_dev, st.st_ino))
+
+    def _find_copy(self, state: FileState) -> int | None:
+        """The copy copytruncate made of this generation: a sibling whose first bytes match it.
+
+        Its lines keep the generation's key and resume at the acknowledged offset, so what was
+        stored before is not stored again and the tail not yet read is not lost.
+        """
+        directory, base = os.path.split(state.path)
+        taken = {(t.state.dev, t.state.ino) for t in self.tracked.values()}
+        try:
+            entries = sorted(os.scandir(directory or "."), key=lambda e: e.name)
+        except OSError:
+            return None
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(base) and name[len(base) : len(base) + 1] in (".", "-")):
+                continue
+            if name.lower().endswith(COMPRESSED):
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in taken or not stat.S_ISREG(st.st_mode) or st.st_size < state.offset:
+                continue
+            fd = self._open(entry.path)
+            if fd is None:
+                continue
+            if state.fp_len and _fingerprint(fd, state.fp_len)[0] == state.fp:
+                log.info(
+                    "%s is the copytruncate copy of %s; resuming at offset %d", entry.path, state.path, state.offset
+                )
+                state.path, state.dev, state.ino, state.truncated = entry.path, st.st_dev, st.st_ino, False
+                self.copies_adopted += 1
+                return fd
+            os.close(fd)
+        return None
 
     def _find_in_directory(self, state: FileState) -> int | None:
         try:
@@ -301,7 +363,7 @@ class FileTailer:
             if piece.endswith(b"\r"):
                 piece = piece[:-1]
             if piece or cut:
-                yield RawLine(spec.source, key, start, end, piece, cut, spec.format, t.first_ts)
+                yield RawLine(spec.source, key, start, end, piece, cut, spec.format, t.first_ts, *t.context)
         if rest:
             room = limit - len(t.buf)
             if room > 0:
@@ -312,7 +374,15 @@ class FileTailer:
         """The last line of a file that will never get its newline."""
         if t.buf or t.cut:
             line = RawLine(
-                t.spec.source, t.state.key, t.line_start, t.pos, bytes(t.buf), t.cut, t.spec.format, t.first_ts
+                t.spec.source,
+                t.state.key,
+                t.line_start,
+                t.pos,
+                bytes(t.buf),
+                t.cut,
+                t.spec.format,
+                t.first_ts,
+                *t.context,
             )
             t.buf.clear()
             t.cut = 0
@@ -320,11 +390,26 @@ class FileTailer:
             yield line
 
     def _replace(self, t: Tracked) -> Tracked:
+        """Truncated in place: the old generation continues in its copy (if any), the file starts anew."""
         log.info("%s was truncated or rewritten in place (copytruncate); reading it from the start", t.state.path)
         st = os.fstat(t.fd)
-        self.checkpoints.forget(t.state.key)
-        del self.tracked[t.state.key]
-        state = self._new_generation(t.spec, t.state.path, st, t.fd, 0)
+        old = t.state
+        path = old.path
+        del self.tracked[old.key]
+        old.truncated = True
+        copy_fd = self._find_copy(old)
+        if copy_fd is not None:
+            self._track(old, t.spec, copy_fd, rotated=True)
+        elif old.offset < t.pos or t.buf:
+            log.warning(
+                "%s was truncated with lines after offset %d not yet delivered, and no copy of it was found "
+                "(copytruncate leaves one named like %s.1): those lines are lost",
+                path, old.offset, path,
+            )  # fmt: skip
+            self.checkpoints.finish(old.key, old.offset)
+        else:
+            self.checkpoints.finish(old.key, old.offset)
+        state = self._new_generation(t.spec, path, st, t.fd, 0)
         self._track(state, t.spec, t.fd, rotated=t.rotated)
         return self.tracked[state.key]
 
@@ -332,7 +417,11 @@ class FileTailer:
         log.info("finished rotated file %s at offset %d", t.state.path, t.pos)
         os.close(t.fd)
         del self.tracked[t.state.key]
-        self.checkpoints.close(t.state.key)
+        self.checkpoints.finish(t.state.key, t.pos)
+
+    def forget_closed(self) -> None:
+        """Let the checkpoint drop generations closed long ago (none of them is tracked)."""
+        self.checkpoints.forget_closed()
 
     def lag(self) -> dict[str, dict[str, object]]:
         """Per file: path, acknowledged offset, size, bytes not yet acknowledged."""

@@ -17,7 +17,10 @@ class RawLine:
     data: bytes
     cut: int  # bytes dropped because the line was longer than max_line_bytes
     fmt: str
-    fallback_ts: str | None  # time to use until a line of this generation carries one
+    fallback_ts: str | None  # time of the line before `offset` (or when the file was first seen)
+    host: str | None = None  # pinned per file generation, so a re-read line keeps its row key
+    tz: str | None = None  # zone name for stamps without one, pinned likewise
+    follows: bool = False  # fallback_ts is a previous line's time (not the file's first sighting)
 
 
 @dataclass(slots=True)
