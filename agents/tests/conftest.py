@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import pytest
 from cassandra_node import CassandraNode
+from hypothesis import settings
 
 from iact.cassandra.session import open_session
 from iact.cassandra.settings import ConnectionSettings
 from iact.schema.migrations import apply_migrations, find_cql_dir, load_migrations
 from iact.schema.params import SchemaParams
+
+# CI replays the same examples every run (a red run can be replayed); `HYPOTHESIS_PROFILE=explore`
+# draws new ones, many more of them.
+settings.register_profile("ci", derandomize=True, max_examples=300, deadline=None)
+settings.register_profile("explore", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ listener comes back on the same port.
 
 from __future__ import annotations
 
+import contextlib
+import random
 import socket
 import struct
 import threading
@@ -18,14 +20,19 @@ class TcpProxy:
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
-        self.restore()
+        # Below the kernel's ephemeral range (32768-60999), so no client socket can take the port
+        # while it is cut and restore() can always listen on it again.
+        for _ in range(100):
+            self.port = random.randrange(20000, 32000)
+            try:
+                self.restore()
+                return
+            except OSError:
+                continue
+        raise OSError("no free port for the proxy between 20000 and 32000")
 
     @property
     def up(self) -> bool:
@@ -39,7 +46,11 @@ class TcpProxy:
                 return
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", self.port))
+            try:
+                s.bind(("127.0.0.1", self.port))
+            except OSError:
+                s.close()
+                raise
             s.listen(64)
             self._listener = s
         threading.Thread(target=self._accept, args=(s,), daemon=True).start()
@@ -50,6 +61,8 @@ class TcpProxy:
             listener, self._listener = self._listener, None
             conns, self._conns = self._conns, []
         if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
             listener.close()
         for c in conns:
             try:
@@ -91,7 +104,5 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

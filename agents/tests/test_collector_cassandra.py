@@ -77,6 +77,19 @@ class Agent:
         except (FileNotFoundError, ValueError):
             return {}
 
+    def acked(self) -> int:
+        """Rows this process (not an earlier one) has acknowledged; -1 before it wrote a status."""
+        s = self.status()
+        if not s or self.proc is None or s.get("pid") != self.proc.pid:
+            return -1
+        return s["counters"]["rows_acknowledged"]
+
+    def wait_acked(self, at_least: int) -> None:
+        """Until this process has provably read and delivered lines: a kill after it is a real mid-stream kill."""
+        wait_for(
+            lambda: self.acked() >= at_least, 60, f"the agent (pid {self.proc.pid}) to acknowledge {at_least} rows"
+        )
+
     def close(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.kill()
@@ -139,18 +152,21 @@ def test_100k_lines_exactly_once_through_three_kills_and_two_rotations(agent_fac
     t0 = datetime.now(UTC)
     agent.start()
     gen.write(20_000)
-    wait_for(lambda: agent.status().get("counters", {}).get("rows_acknowledged", 0) > 1000, 60, "first rows")
+    agent.wait_acked(1000)
     agent.kill()  # 1: SIGKILL mid-stream
     gen.write(25_000)
     agent.start()
+    agent.wait_acked(1)
     gen.write(33_000)
-    gen.rotate()  # 1: rename rotation while the agent runs
+    gen.rotate()  # 1: rename rotation while the agent runs (it provably does: it acknowledged rows)
     gen.write(50_000)
-    agent.kill()  # 2
+    agent.wait_acked(5000)
+    agent.kill()  # 2: mid-stream, with the rotated file possibly not read to its end
     gen.rotate()  # 2: rotated while the agent is down
     gen.write(60_000)
     agent.start()
     gen.write(80_000)
+    agent.wait_acked(2000)
     agent.kill()  # 3
     agent.start()
     gen.write(100_000)

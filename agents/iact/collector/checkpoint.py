@@ -89,6 +89,13 @@ class Checkpoints:
             self._dirty = True
         self.save()
 
+    def changed(self, save: bool = False) -> None:
+        """A FileState was changed in place (its identity); save now if asked."""
+        with self.lock:
+            self._dirty = True
+        if save:
+            self.save()
+
     def ack(self, positions: dict[str, Position]) -> None:
         """Rows up to these positions are safe."""
         with self.lock:

@@ -35,7 +35,8 @@ def _setup_logging(conf: CollectorConfig) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(conf.log_level)
-    logging.getLogger("cassandra").setLevel(logging.ERROR)  # the driver's reconnect chatter
+    # The driver's reconnect chatter (with tracebacks): the sink says what failed, with advice, itself.
+    logging.getLogger("cassandra").setLevel(logging.CRITICAL)
 
 
 class Agent:

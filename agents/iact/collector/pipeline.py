@@ -53,6 +53,7 @@ class Counters:
     truncated_lines: int = 0
     spool_full_waits: int = 0
     stage_errors: int = 0
+    lines_set_aside: int = 0  # read, but no row could be built: in the dead-letter file
 
 
 class Collector:
@@ -144,6 +145,12 @@ class Collector:
         self.durable.close()
         return drained
 
+    def in_flight(self) -> int:
+        """Items read from a source and not yet acknowledged (queued, being parsed, batched or written)."""
+        c = self.counters
+        read = c.file_lines + c.journal_entries + c.metric_samples
+        return max(0, read - c.rows_acknowledged - c.lines_set_aside)
+
     def healthy(self) -> bool:
         """Every stage alive (the watchdog is only fed while this holds)."""
         return all(t.is_alive() for t in [*self.workers, *self.sources])
@@ -232,6 +239,7 @@ class Collector:
                     row, position = self.builder.build(item)
                 except Exception:
                     self._stage_error("parse", "building a row", item)
+                    self.counters.lines_set_aside += 1
                     position = _position(item)
                     if position is not None:  # acknowledged in order, behind the rows before it
                         if not batch:
@@ -248,15 +256,15 @@ class Collector:
                 batch = Batch()
 
     def _sink_stage(self) -> None:
-        while True:
+        while not self.abort.is_set():
             try:
                 batch = self.batches.get(timeout=1.0)
             except queue.Empty:
                 if self.durable.spooled():
-                    self.durable.replay()
+                    self._replay()
                 continue
             if batch is STOP:
-                self.durable.replay()
+                self._replay()
                 return
             # Merge batches already waiting: more statements in flight per round trip.
             while len(batch) < MERGE_ROWS:
@@ -276,11 +284,17 @@ class Collector:
                     self.counters.spool_full_waits += 1
                     if self.abort.wait(1.0):
                         break
-                    self.durable.replay()
+                    self._replay()
             self.checkpoints.ack(batch.acknowledged(done))
             self.counters.rows_acknowledged += done
             if done:
                 self.last_ack_at = time.time()
+
+    def _replay(self) -> None:
+        try:
+            self.durable.replay()
+        except Exception:
+            self._stage_error("sink", "replaying the spool")  # the rows stay spooled; retried later
 
     def _deliver(self, rows: list[dict[str, Any]]) -> int:
         """DurableSink.deliver, supervised: on a bug, rows go one by one and the one that fails is set aside."""
@@ -321,6 +335,7 @@ class Collector:
             "updated_at": datetime.now(UTC).isoformat(),
             "healthy": self.healthy(),
             "files": files,
+            "files_ready": self.tailer.ready if self.tailer else True,
             "lag_bytes": sum(int(f["lag_bytes"]) for f in files.values()),  # type: ignore[call-overload]
             "journal": {
                 "enabled": self.journal is not None,
@@ -329,6 +344,7 @@ class Collector:
             },
             "spool_bytes": self.durable.pending_bytes(),
             "queues": {"lines": self.lines.qsize(), "batches": self.batches.qsize()},
+            "in_flight": self.in_flight(),
             "counters": {
                 **asdict(self.counters),
                 "raw_unparsed": self.builder.parse_errors,
@@ -340,7 +356,7 @@ class Collector:
                 "copies_adopted": self.tailer.copies_adopted if self.tailer else 0,
             },
             "dead_letter": {"file": str(self.config.dead_letter_file), "count": self.dead_letter.count,
-                            "last_reason": self.dead_letter.last_reason},
+                            "last_reason": self.dead_letter.last_reason, "last_at": self.dead_letter.last_at},
             "last_ack_at": datetime.fromtimestamp(self.last_ack_at, UTC).isoformat(),
             "lag_history": [[round(t, 1), lag] for t, lag in self.lag_history],
             "last_error": d.last_error,

@@ -77,7 +77,7 @@ def problems(
     stalled = lag_stalled_for(status, now, stall_floor_bytes)
     if stalled >= stall_seconds:
         found.append(f"lag has not shrunk for {stalled / 60:.1f} min ({status['lag_bytes']} bytes behind)")
-    waiting = status["lag_bytes"] > 0 or any(status.get("queues", {}).values())
+    waiting = status["lag_bytes"] > 0 or bool(status.get("in_flight")) or any(status.get("queues", {}).values())
     if waiting and "last_ack_at" in status:
         quiet = now - datetime.fromisoformat(status["last_ack_at"]).timestamp()
         if quiet >= stall_seconds:
@@ -86,8 +86,11 @@ def problems(
                 f"last error: {status.get('last_error') or 'none'}"
             )
     dead = status.get("dead_letter", {})
-    if dead.get("count"):
-        found.append(f"{dead['count']} row(s) set aside in {dead['file']} since start: {dead.get('last_reason')}")
+    if dead.get("count") and now - (dead.get("last_at") or 0) <= restart_window:
+        found.append(
+            f"{dead['count']} row(s) set aside in {dead['file']} since start, the last "
+            f"{(now - dead['last_at']) / 60:.0f} min ago: {dead.get('last_reason')}"
+        )
     return found
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class DeadLetter:
         self.max_bytes = max_bytes
         self.count = 0
         self.last_reason: str | None = None
+        self.last_at: float | None = None
         self._lock = threading.Lock()
 
     def __call__(self, row: Any, reason: str) -> None:
@@ -34,6 +36,7 @@ class DeadLetter:
         with self._lock:
             self.count += 1
             self.last_reason = reason
+            self.last_at = time.time()
             entry = {
                 "at": datetime.now(UTC).isoformat(),
                 "reason": reason,

@@ -84,12 +84,35 @@ class Spool:
         if new_dir:
             _fsync_dir(self.path.parent.parent)
         self._lock_fd = self._acquire(lock_timeout)
+        self._db: sqlite3.Connection | None = None
+        self._pending = 0
+        self._next_open = 0.0
         try:
-            self._db = self._open()
+            self._ensure()
         except BaseException:
             os.close(self._lock_fd)
             raise
+
+    def _ensure(self) -> bool:
+        """Open the database if it is not; False while it cannot be (its disk is full, say).
+
+        Until then, an existing spool file counts as pending, so new rows never overtake it.
+        """
+        if self._db is not None:
+            return True
+        if time.monotonic() < self._next_open:
+            return False
+        try:
+            self._db = self._open()
+        except sqlite3.OperationalError as exc:
+            self._next_open = time.monotonic() + 1.0
+            self.last_error = f"spool {self.path} cannot be opened ({exc}); free space on its disk"
+            log.error("%s", self.last_error)
+            self._pending = self.path.stat().st_size if self.path.exists() else 0
+            return False
         self._pending = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM spool").fetchone()[0]
+        self.last_error = None
+        return True
 
     # -- opening ---------------------------------------------------------------------------------
     def _acquire(self, timeout: float) -> int:
@@ -125,6 +148,8 @@ class Spool:
                 os.replace(self.path, legacy)
         try:
             db = self._connect()
+        except sqlite3.OperationalError:
+            raise  # a full disk or a permission problem, not damage: keep the file, try again later
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             for suffix in ("", "-wal", "-shm"):
@@ -179,6 +204,9 @@ class Spool:
         the caller keeps the rest. Rows JSON cannot encode are handed to `reject` and count as kept.
         """
         with self._lock:
+            if not self._ensure():
+                return 0
+            assert self._db is not None
             encoded: list[tuple[int, str]] = []
             size = self._pending
             kept = 0
@@ -214,6 +242,9 @@ class Spool:
         last = 0
         while True:
             with self._lock:
+                if not self._ensure():
+                    return
+                assert self._db is not None
                 found = self._db.execute(
                     "SELECT id, data FROM spool WHERE id > ? ORDER BY id LIMIT ?", (last, max_rows)
                 ).fetchall()
@@ -229,22 +260,55 @@ class Spool:
             yield rows, last
 
     def ack(self, last_id: int) -> None:
-        """Rows up to last_id are in Cassandra (or set aside): delete them in one transaction."""
+        """Rows up to last_id are in Cassandra (or set aside): delete them in one transaction.
+
+        If that fails (a full disk), they stay and are sent again later: rows are idempotent.
+        """
         with self._lock:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                query = "SELECT COALESCE(SUM(size), 0) FROM spool WHERE id <= ?"
-                (gone,) = self._db.execute(query, (last_id,)).fetchone()
-                self._db.execute("DELETE FROM spool WHERE id <= ?", (last_id,))
-            self._pending = max(0, self._pending - gone)
-            if self._pending == 0:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            assert self._db is not None, "ack() follows chunks(), which opened the database"
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    query = "SELECT COALESCE(SUM(size), 0) FROM spool WHERE id <= ?"
+                    (gone,) = self._db.execute(query, (last_id,)).fetchone()
+                    self._db.execute("DELETE FROM spool WHERE id <= ?", (last_id,))
+                self._pending = max(0, self._pending - gone)
+                if self._pending == 0:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                if self._all_replayed(last_id):
+                    # Deleting rows needs free space for the WAL; deleting the file needs none. On a
+                    # full disk that is the only way a spool can ever shrink.
+                    self._reset()
+                    return
+                self.last_error = f"spool {self.path}: cannot forget replayed rows ({exc}); they will be sent again"
+                log.error("%s", self.last_error)
+
+    def _all_replayed(self, last_id: int) -> bool:
+        assert self._db is not None
+        try:
+            (top,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()
+        except sqlite3.Error:
+            return False
+        return last_id >= top
+
+    def _reset(self) -> None:
+        """Every row was replayed: remove the database files and start an empty one."""
+        assert self._db is not None
+        self._db.close()
+        self._db = None
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        self._pending = 0
+        self._next_open = 0.0
+        self._ensure()
 
     def close(self) -> None:
         """Close the database and release the lock (idempotent)."""
         with self._lock:
             if self._lock_fd < 0:
                 return
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
             os.close(self._lock_fd)
             self._lock_fd = -1

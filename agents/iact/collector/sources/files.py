@@ -50,9 +50,13 @@ class Tracked:
     cut: int = 0
     rotated: bool = False
     last_size: int = -1
+    last_ctime: int = -1  # st_ctime_ns: changes on every write and on truncation, even back to the same size
+    checked_at: float = 0.0  # wall time of this look at the file...
+    prev_checked_at: float = 0.0  # ...and of the one before: anything rotated since is a candidate
     last_growth: float = field(default_factory=time.monotonic)
     first_ts: str | None = None  # the previous line's time at the read start (or when first seen)
     follows: bool = False  # first_ts is a line's time, not the file's first sighting
+    replaced_by: str = ""  # set when truncated in place: the key of the generation that continues the file
 
     @property
     def context(self) -> tuple[str | None, str | None, bool]:
@@ -80,6 +84,7 @@ class FileTailer:
         self.rotate_wait = rotate_wait
         self.tracked: dict[str, Tracked] = {}
         self._initial = True
+        self._discovered_at: float | None = None
         self.copies_adopted = 0
         zone_name = host_zone_name()
         for state in checkpoints.files.values():  # generations saved by an older agent: pin them now
@@ -155,8 +160,10 @@ class FileTailer:
 
     def discover(self) -> None:
         """Notice rotations and new files; on the first call, also resume files rotated while stopped."""
+        since, self._discovered_at = self._discovered_at, time.time()
         found = self._scan()
         by_identity = {(t.state.dev, t.state.ino): t for t in self.tracked.values()}
+        rotated_paths = []
         for t in self.tracked.values():
             if t.rotated:
                 continue
@@ -165,6 +172,7 @@ class FileTailer:
                 log.info("%s was rotated or removed; reading the old file to its end", t.state.path)
                 t.rotated = True
                 t.last_growth = time.monotonic()
+                rotated_paths.append(t.state.path)
         for path, (spec, st) in found.items():
             if (st.st_dev, st.st_ino) in by_identity:
                 continue
@@ -179,10 +187,13 @@ class FileTailer:
                 state.path, state.closed_at = path, None
             self._track(state, spec, fd)
             by_identity[(st.st_dev, st.st_ino)] = self.tracked[state.key]
+        if rotated_paths and not self._initial:
+            # Rotated twice since the last look: the file in between was never seen.
+            self._unseen_rotations(since, rotated_paths)
         if self._initial:
-            self._initial = False
             self._resume_rotated_while_stopped()
-            self._unseen_rotations()
+            self._unseen_rotations(self.checkpoints.last_saved, sorted(self.checkpoints.known_paths))
+            self._initial = False
 
     def _resume_rotated_while_stopped(self) -> None:
         specs = {s.source: s for s in self.specs}
@@ -204,35 +215,49 @@ class FileTailer:
             log.info("resuming %s (rotated while stopped) at offset %d", state.path, state.offset)
             self._track(state, spec, fd, rotated=True)
 
-    def _unseen_rotations(self) -> None:
-        """Rotated files the previous run never opened (created and rotated away while it was down).
+    def _siblings(self, path: str) -> list[tuple[str, os.stat_result]]:
+        """Regular files named like rotations of path (`syslog.1`, `syslog-20261123`), not compressed."""
+        directory, base = os.path.split(path)
+        try:
+            names = sorted(os.listdir(directory or "."))
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            if not (name.startswith(base) and name[len(base) : len(base) + 1] in (".", "-")):
+                continue
+            if not name[len(base) + 1 :].isdigit():
+                continue  # .gz, .xz, ... and unrelated names
+            full = os.path.join(directory, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((full, st))
+        return found
 
-        Only siblings named like rotations of a known path (`syslog.1`, `syslog-20261123`), not
-        compressed, not a known generation, and modified after the previous run's last save: a
-        file we never registered was never read, so reading it from the start duplicates nothing.
+    def _unseen_rotations(self, since: float | None, paths: list[str]) -> None:
+        """Rotated files never opened: created and rotated away while the agent was down, or between two polls.
+
+        Only siblings of these paths, not a known generation, not a copy of one, and modified
+        after `since`: a file never registered was never read, so reading it from the start
+        duplicates nothing.
         """
-        since = self.checkpoints.last_saved
         if since is None:
             return
         identities = {(s.dev, s.ino) for s in self.checkpoints.files.values()}
         identities |= {(t.state.dev, t.state.ino) for t in self.tracked.values()}
         known_heads = [(s.fp, s.fp_len) for s in self.checkpoints.files.values()]
-        for known in sorted(self.checkpoints.known_paths):
+        for known in sorted(paths):
             spec = next((s for s in self.specs if fnmatch.fnmatch(known, s.path)), None)
             if spec is None:
                 continue
-            directory, base = os.path.split(known)
-            candidates = []
-            for name in os.listdir(directory) if os.path.isdir(directory) else []:
-                if name[: len(base)] == base and name[len(base) : len(base) + 1] in (".", "-"):
-                    if not name[len(base) + 1 :].isdigit():
-                        continue
-                    try:
-                        st = os.stat(os.path.join(directory, name))
-                    except OSError:
-                        continue
-                    if (st.st_dev, st.st_ino) not in identities and st.st_mtime >= since - 1 and st.st_size:
-                        candidates.append((st.st_mtime, os.path.join(directory, name), st))
+            candidates = [
+                (st.st_mtime, path, st)
+                for path, st in self._siblings(known)
+                if (st.st_dev, st.st_ino) not in identities and st.st_mtime >= since - 1 and st.st_size
+            ]
             for _mtime, path, st in sorted(candidates):
                 fd = self._open(path)
                 if fd is None:
@@ -240,10 +265,38 @@ class FileTailer:
                 if any(_fingerprint(fd, n)[0] == fp for fp, n in known_heads if n):
                     os.close(fd)  # a copy (copytruncate) of a generation already read: not new lines
                     continue
-                log.info("reading %s from the start: rotated while the collector was stopped", path)
+                log.info("reading %s from the start: it was rotated before the collector saw it", path)
                 state = self._new_generation(spec, path, st, fd, 0)
                 self._track(state, spec, fd, rotated=True)
                 identities.add((st.st_dev, st.st_ino))
+
+    def _copy_candidates(self, state: FileState) -> list[tuple[str, os.stat_result]]:
+        """Siblings named like rotations of this generation's file that no other generation owns.
+
+        A generation saved before it had any bytes (fp_len 0) can only be matched by time: its copy
+        was made after it was first seen.
+        """
+        taken = {(t.state.dev, t.state.ino) for t in self.tracked.values()}
+        taken |= {(s.dev, s.ino) for s in self.checkpoints.files.values() if s.key != state.key}
+        since = datetime.fromisoformat(state.first_seen).timestamp() if state.first_seen else 0.0
+        found = []
+        for path, st in self._siblings(state.path):
+            if (st.st_dev, st.st_ino) in taken or st.st_size < state.offset:
+                continue
+            if state.fp_len == 0 and (st.st_ctime < since - 1 or not st.st_size or self._known_head(path)):
+                continue
+            found.append((path, st))
+        return found
+
+    def _known_head(self, path: str) -> bool:
+        """Does the file start like a generation already known (so it is a copy of one, not new)?"""
+        fd = self._open(path)
+        if fd is None:
+            return True
+        try:
+            return any(_fingerprint(fd, s.fp_len)[0] == s.fp for s in self.checkpoints.files.values() if s.fp_len)
+        finally:
+            os.close(fd)
 
     def _find_copy(self, state: FileState) -> int | None:
         """The copy copytruncate made of this generation: a sibling whose first bytes match it.
@@ -251,32 +304,13 @@ class FileTailer:
         Its lines keep the generation's key and resume at the acknowledged offset, so what was
         stored before is not stored again and the tail not yet read is not lost.
         """
-        directory, base = os.path.split(state.path)
-        taken = {(t.state.dev, t.state.ino) for t in self.tracked.values()}
-        try:
-            entries = sorted(os.scandir(directory or "."), key=lambda e: e.name)
-        except OSError:
-            return None
-        for entry in entries:
-            name = entry.name
-            if not (name.startswith(base) and name[len(base) : len(base) + 1] in (".", "-")):
-                continue
-            if name.lower().endswith(COMPRESSED):
-                continue
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) in taken or not stat.S_ISREG(st.st_mode) or st.st_size < state.offset:
-                continue
-            fd = self._open(entry.path)
+        for path, st in self._copy_candidates(state):
+            fd = self._open(path)
             if fd is None:
                 continue
-            if state.fp_len and _fingerprint(fd, state.fp_len)[0] == state.fp:
-                log.info(
-                    "%s is the copytruncate copy of %s; resuming at offset %d", entry.path, state.path, state.offset
-                )
-                state.path, state.dev, state.ino, state.truncated = entry.path, st.st_dev, st.st_ino, False
+            if _fingerprint(fd, state.fp_len)[0] == state.fp:
+                log.info("%s is the copytruncate copy of %s; resuming at offset %d", path, state.path, state.offset)
+                state.path, state.dev, state.ino, state.truncated = path, st.st_dev, st.st_ino, False
                 self.copies_adopted += 1
                 return fd
             os.close(fd)
@@ -312,8 +346,15 @@ class FileTailer:
             return True
         if t.state.fp_len and _fingerprint(t.fd, t.state.fp_len)[0] != t.state.fp:
             return True
+        if t.state.fp_len == 0 and t.last_ctime >= 0 and self._copy_candidates(t.state):
+            # Seen only empty, then written and copy-truncated between two polls (and maybe written
+            # again): no first bytes to compare, but a new sibling holding the old content tells.
+            return True
         if t.state.fp_len < FP_BYTES and st.st_size > t.state.fp_len:
-            t.state.fp, t.state.fp_len = _fingerprint(t.fd)  # identity sharpens as the file grows
+            # Identity sharpens as the file grows, and is saved before any line past it is read: a
+            # generation saved with fewer first bytes than it has acknowledged would match any file.
+            t.state.fp, t.state.fp_len = _fingerprint(t.fd)
+            self.checkpoints.changed(save=True)
         return False
 
     def _read(self, t: Tracked) -> Iterator[RawLine]:
@@ -323,16 +364,25 @@ class FileTailer:
             return
         if st.st_nlink == 0 and not t.rotated:
             t.rotated = True
-        if st.st_size != t.last_size:
+        t.prev_checked_at, t.checked_at = t.checked_at, time.time()
+        if st.st_size != t.last_size or st.st_ctime_ns != t.last_ctime:
             if self._check_replaced(t, st):
-                yield from self._flush_partial(t)
-                t = self._replace(t)
-            t.last_size = st.st_size
-            t.last_growth = time.monotonic()
+                yield from self._replace(t)
+                t = self.tracked[t.replaced_by]
+            if st.st_size != t.last_size:
+                t.last_growth = time.monotonic()
+            t.last_size, t.last_ctime = st.st_size, st.st_ctime_ns
         for _ in range(MAX_CHUNKS_PER_POLL):
             data = os.pread(t.fd, READ_CHUNK, t.pos)
             if not data:
                 break
+            if t.state.fp_len and _fingerprint(t.fd, t.state.fp_len)[0] != t.state.fp:
+                # Truncated (and written again) since the last check, maybe while a line waited in a full
+                # queue: this chunk may be new content. The first bytes are checked after the read, so a
+                # chunk that passes was read before the truncation.
+                yield from self._replace(t)
+                t = self.tracked[t.replaced_by]
+                continue
             base = t.pos
             t.pos += len(data)
             yield from self._lines(t, data, base)
@@ -389,8 +439,13 @@ class FileTailer:
             t.line_start = t.pos
             yield line
 
-    def _replace(self, t: Tracked) -> Tracked:
-        """Truncated in place: the old generation continues in its copy (if any), the file starts anew."""
+    def _replace(self, t: Tracked) -> Iterator[RawLine]:
+        """Truncated in place: the old generation continues in its copy (if any), the file starts anew.
+
+        Sets t.replaced_by to the new generation's key. With a copy, the old generation is read
+        again from its acknowledged offset, so a line cut short by the truncation is read whole
+        from the copy (and not flushed here half-read).
+        """
         log.info("%s was truncated or rewritten in place (copytruncate); reading it from the start", t.state.path)
         st = os.fstat(t.fd)
         old = t.state
@@ -400,24 +455,31 @@ class FileTailer:
         copy_fd = self._find_copy(old)
         if copy_fd is not None:
             self._track(old, t.spec, copy_fd, rotated=True)
-        elif old.offset < t.pos or t.buf:
-            log.warning(
-                "%s was truncated with lines after offset %d not yet delivered, and no copy of it was found "
-                "(copytruncate leaves one named like %s.1): those lines are lost",
-                path, old.offset, path,
-            )  # fmt: skip
-            self.checkpoints.finish(old.key, old.offset)
         else:
-            self.checkpoints.finish(old.key, old.offset)
+            yield from self._flush_partial(t)
+            if old.offset < t.pos:
+                log.warning(
+                    "%s was truncated with lines after offset %d not yet delivered, and no copy of it was found "
+                    "(copytruncate leaves one named like %s.1): unless they are delivered, they are lost",
+                    path, old.offset, path,
+                )  # fmt: skip
+            self.checkpoints.finish(old.key, t.pos)
         state = self._new_generation(t.spec, path, st, t.fd, 0)
         self._track(state, t.spec, t.fd, rotated=t.rotated)
-        return self.tracked[state.key]
+        t.replaced_by = state.key
+        # Content written after the truncation we did see, and rotated away before this poll.
+        self._unseen_rotations(t.prev_checked_at or None, [path])
 
     def _close(self, t: Tracked) -> None:
         log.info("finished rotated file %s at offset %d", t.state.path, t.pos)
         os.close(t.fd)
         del self.tracked[t.state.key]
         self.checkpoints.finish(t.state.key, t.pos)
+
+    @property
+    def ready(self) -> bool:
+        """The first look is done: files rotated while the agent was stopped are tracked too."""
+        return not self._initial
 
     def forget_closed(self) -> None:
         """Let the checkpoint drop generations closed long ago (none of them is tracked)."""

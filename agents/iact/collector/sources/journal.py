@@ -2,6 +2,8 @@
 
 journalctl is used rather than the C bindings so the agent installs from wheels alone; it also
 handles journal rotation and vacuuming for us. --after-cursor skips the entry at the cursor.
+Its stderr is drained by a thread while it runs: a pipe nobody reads fills at 64 KiB, and then
+journalctl blocks on its next warning and the journal stops while the agent looks healthy.
 """
 
 from __future__ import annotations
@@ -11,11 +13,52 @@ import re
 import subprocess
 import threading
 from collections.abc import Iterator
+from typing import IO
 
 from iact.collector.sources.records import RawJournal
 
 log = logging.getLogger(__name__)
 _CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"]+)"')
+
+
+class StderrTail(threading.Thread):
+    """Reads a pipe to its end, keeping the last `keep` bytes for the exit message.
+
+    The first line is logged once (a warning journalctl prints, e.g. a corrupted journal file, is
+    worth seeing while it runs); the rest only counts, so a chatty journalctl cannot flood the log.
+    """
+
+    def __init__(self, pipe: IO[bytes], keep: int = 4096) -> None:
+        super().__init__(name="journalctl-stderr", daemon=True)
+        self.pipe = pipe
+        self.keep = keep
+        self.bytes_read = 0
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        """Until EOF (journalctl exited); read1 returns what is there, so nothing waits for a full chunk."""
+        first = True
+        read = getattr(self.pipe, "read1", self.pipe.read)  # Popen's pipes are buffered: read1 has it
+        try:
+            while chunk := read(65536):
+                with self._lock:
+                    self.bytes_read += len(chunk)
+                    self._tail += chunk
+                    del self._tail[: -self.keep]
+                    if first and b"\n" in self._tail:
+                        first = False
+                        line = bytes(self._tail).split(b"\n", 1)[0].decode(errors="replace").strip()
+                        log.warning("journalctl: %s (further stderr is kept for its exit message)", line[:500])
+        except (OSError, ValueError):  # the pipe was closed under us: nothing more to read
+            pass
+        finally:
+            self.pipe.close()
+
+    def text(self) -> str:
+        """The last `keep` bytes read, as text."""
+        with self._lock:
+            return bytes(self._tail).decode(errors="replace").strip()
 
 
 def journal_command(command: str, cursor: str | None, start_position: str) -> list[str]:
@@ -57,7 +100,9 @@ class JournalSource:
                 self._stopped.wait(min(backoff, 60))
                 backoff *= 2
                 continue
-            assert self.proc.stdout is not None
+            assert self.proc.stdout is not None and self.proc.stderr is not None
+            stderr = StderrTail(self.proc.stderr)
+            stderr.start()
             while True:
                 line = self.proc.stdout.readline(self.max_bytes)
                 if not line:
@@ -74,9 +119,11 @@ class JournalSource:
                 backoff = 1.0
                 yield RawJournal(line, cut)
             rc = self.proc.wait()
+            self.proc.stdout.close()
+            stderr.join(5.0)  # EOF follows the exit, unless a child of journalctl still holds the pipe
             if self._stopped.is_set():
                 return
-            err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
-            log.error("journalctl exited with %s: %s; restarting after the last entry read", rc, err[-500:])
+            log.error("journalctl exited with %s (%d bytes on stderr, ending: %s); restarting after the last entry",
+                      rc, stderr.bytes_read, stderr.text()[-500:])  # fmt: skip
             self._stopped.wait(min(backoff, 60))
             backoff *= 2
