@@ -92,6 +92,10 @@ class World:
             "INSERT INTO logging.application_logs (host, day, hour, ts, log_id, app, level, logger, message) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        self.insert_infra = session.prepare(
+            "INSERT INTO logging.infrastructure_logs (host, day, hour, ts, line_id, source, severity, program, "
+            "message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
         self.alert_log = tmp_path / "log_alerts.log"
         self.conf = AlertConfig(
             connection=cassandra_settings, rules=(), name=f"test-{self.tag}", interval=300, query_delay=60,
@@ -125,6 +129,18 @@ class World:
                     f"{level} {i}",
                 ),
             )
+
+    def infra(self, host, at, source="metrics", program="iact-collector", message="cpu 3.0% mem 41.0%"):
+        """One infrastructure_logs row; by default a metrics row as every collector writes each minute."""
+        self.session.execute(self.insert_infra, (host, at.date(), at.hour, at, uuid.uuid4(), source, "info", program,
+                                                 message))  # fmt: skip
+
+    def metrics(self, host, start, end):
+        """A metrics row each minute in [start, end), like a healthy collector."""
+        at = start
+        while at < end:
+            self.infra(host, at)
+            at += timedelta(minutes=1)
 
     def run(self, at, dry_run=False):
         self.now = at
@@ -221,6 +237,28 @@ def test_flatline_host_gone_silent(world):
     world.write(3, window(world, 2), level="INFO", host="web1")  # web2 says nothing in 10:00-10:05
     report = world.run(window(world, 6))
     assert [(n.key, n.count) for n in report.notifications] == [("web2", 0)]
+
+
+def test_builtin_host_silent_fires_for_the_host_whose_metrics_stop_and_resolves_when_they_return(world):
+    world.builtin("host-silent")
+    [rule] = world.conf.rules
+    assert (rule.window, rule.lookback, rule.severity) == (300, 3600, "critical")
+    world.metrics("web1", window(world, -60), window(world, 30))  # healthy all along
+    world.metrics("web2", window(world, -60), window(world, -1))  # its agent dies at 09:59
+    world.metrics("old1", window(world, -120), window(world, -61))  # gone before the lookback: not expected
+    # web2's other logs still arrive (e.g. its agent's metrics thread is stuck, or another writer): still silent.
+    world.infra("web2", window(world, 2), source="syslog", program="cron", message="CRON[12]: session opened")
+    world.infra("web2", window(world, 3), source="metrics", program="something-else")
+
+    report = world.run(window(world, 6))  # window 10:00-10:05
+    assert [(n.key, n.status, n.count, n.severity) for n in report.notifications] == [("web2", "firing", 0, "critical")]
+    assert [e["key"] for e in world.logged()] == ["web2"]
+    assert world.run(window(world, 11)).notifications == [], "still silent: no second message before renotify"
+
+    world.metrics("web2", window(world, 12), window(world, 30))  # the agent is back
+    report = world.run(window(world, 16))  # window 10:10-10:15 holds 10:12, 10:13, 10:14
+    assert [(n.key, n.status, n.count) for n in report.notifications] == [("web2", "resolved", 3)]
+    assert world.run(window(world, 21)).notifications == []
 
 
 def test_missed_runs_are_caught_up(world):

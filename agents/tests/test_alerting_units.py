@@ -10,7 +10,7 @@ from iact.alerting.config import from_mapping
 from iact.alerting.engine import window_ends
 from iact.alerting.notify import Notification
 from iact.alerting.query import WindowCounts
-from iact.alerting.rules import BUILTIN, RuleError, parse_rules
+from iact.alerting.rules import BUILTIN, RuleError, load_rules, parse_rules
 from iact.yamlconfig import ConfigError
 
 
@@ -23,12 +23,54 @@ def test_builtin_rules_have_the_seeds_thresholds():
     )
     assert (rules["criticals"].threshold, rules["criticals"].filters["level"]) == (5, ("CRITICAL",))
     assert (rules["logger-loop"].threshold, rules["logger-loop"].group_by) == (100, "logger")
-    assert len(BUILTIN) == 3
+    assert len(BUILTIN) == 4
+
+
+def test_builtin_host_silent_watches_every_collectors_metrics():
+    rule = {r.name: r for r in parse_rules([])}["host-silent"]
+    assert (rule.kind, rule.table, rule.group_by, rule.filters) == (
+        "flatline",
+        "infrastructure",
+        "host",
+        {"source": ("metrics",), "program": ("iact-collector",)},
+    )
+    assert (rule.window, rule.lookback, rule.threshold, rule.severity) == (300, 3600, 1, "critical")
+    assert rule.fires(0) and not rule.fires(1)
 
 
 def test_a_rule_with_a_builtin_name_replaces_it():
     rules = {r.name: r for r in parse_rules([{"name": "errors", "filter": {"level": "ERROR"}, "threshold": 50}])}
-    assert rules["errors"].threshold == 50 and len(rules) == 3
+    assert rules["errors"].threshold == 50 and len(rules) == 4
+
+
+def test_enabled_false_switches_a_rule_off():
+    rules = {r.name for r in parse_rules([{"name": "host-silent", "enabled": False}])}
+    assert rules == {"errors", "criticals", "logger-loop"}
+    # A whole rule may stay in the file, switched off; switched on it is a rule like any other.
+    mine = {"name": "quiet", "kind": "flatline", "group_by": "host", "threshold": 1}
+    assert parse_rules([{**mine, "enabled": False}], include_builtin=False) == []
+    assert [r.name for r in parse_rules([{**mine, "enabled": True}], include_builtin=False)] == ["quiet"]
+    with pytest.raises(RuleError, match=r"rule 'host-silent': enabled: give true or false"):
+        parse_rules([{"name": "host-silent", "enabled": "no"}])
+    with pytest.raises(RuleError, match="used twice"):
+        parse_rules([{"name": "host-silent", "enabled": False}, {"name": "host-silent", "enabled": False}])
+
+
+def test_rules_file_tunes_and_switches_off(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "builtin: true\nrules:\n"
+        "  - {name: host-silent, kind: flatline, table: infrastructure, group_by: host, threshold: 1,\n"
+        "     filter: {source: metrics, program: iact-collector}, window: 15m, lookback: 2h, severity: warning}\n"
+        "  - {name: logger-loop, enabled: false}\n"
+    )
+    rules = {r.name: r for r in load_rules(path)}
+    assert set(rules) == {"errors", "criticals", "host-silent"}
+    assert (rules["host-silent"].window, rules["host-silent"].lookback, rules["host-silent"].severity) == (
+        900,
+        7200,
+        "warning",
+    )
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,12 @@ def agent_status(node: str) -> dict:
     return json.loads(out) if out.strip() else {}
 
 
+def agent_restarts(node: str) -> int:
+    """How many times systemd restarted iact-collector after a failure (NRestarts); a crash adds one."""
+    out = podman("exec", node, "systemctl", "show", "-p", "NRestarts", "--value", "iact-collector").stdout
+    return int(out.strip())
+
+
 def written(node: str) -> int:
     """Rows the agent has written to Cassandra so far (not spooled)."""
     return int(agent_status(node).get("counters", {}).get("rows_written", 0))

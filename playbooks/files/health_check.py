@@ -2,7 +2,8 @@
 
 Run by playbooks/health.yml with the collector's virtualenv Python and the host's part as one JSON
 argument. Read-only and quick, so it can run from cron or during an incident: Cassandra's view of
-this node, the agent's lag and spool, the last alert run, the dashboard's own HTTP check, disk use.
+this node, the agent's own status (its exit code and PROBLEM lines), lag and spool, the last alert
+run, the dashboard's own HTTP check, disk use.
 """
 
 from __future__ import annotations
@@ -48,16 +49,44 @@ def cassandra_node(nodetool: str, listen: str) -> list[dict[str, object]]:
     return out
 
 
-def agent(status_cmd: list[str], max_lag: int) -> list[dict[str, object]]:
-    """The collector's own status: healthy, caught up, nothing spooled (Cassandra reachable)."""
-    out = run(*status_cmd, "--json", "--max-age", "30")
+def agent(
+    status_cmd: list[str],
+    max_lag: int,
+    max_age: int = 30,
+    max_stall: int = 300,
+    stall_floor_bytes: int = 1 << 20,
+    restart_window: int = 600,
+) -> list[dict[str, object]]:
+    """The collector's own judgement, then its lag and spool.
+
+    `iact-collector status` exits non-zero with `PROBLEM: ...` lines on stderr for what it finds wrong
+    (a stale status file, a dead stage, crash restarts, lag not shrinking, nothing acknowledged while
+    lines wait, rows set aside): any non-zero exit is a FAIL, one row per PROBLEM line, whatever the
+    JSON's `healthy` says.
+    """
+    out = run(
+        *status_cmd, "--json", "--max-age", str(max_age), "--max-stall", str(max_stall),
+        "--stall-floor-bytes", str(stall_floor_bytes), "--restart-window", str(restart_window),
+    )  # fmt: skip
+    found = [ln.split(":", 1)[1].strip() for ln in out.stderr.splitlines() if ln.startswith("PROBLEM:")]
     try:
         status = json.loads(out.stdout)
     except ValueError:
-        return [result("agent healthy", False, f"iact-collector status failed: {out.stderr.strip()[-200:]}")]
+        status = None
+    if not isinstance(status, dict):
+        detail = "; ".join(found) or out.stderr.strip()[-200:] or "no output"
+        return [result("agent status", False, f"iact-collector status failed (exit {out.returncode}): {detail}")]
+    version = status.get("version")
+    if out.returncode == 0 and status.get("healthy"):
+        rows = [result("agent status", True, f"version {version}, no problems")]
+    elif found:
+        rows = [result("agent status", False, problem) for problem in found]
+    else:  # non-zero without a PROBLEM line (or 'healthy' false with exit 0): still a FAIL
+        tail = out.stderr.strip()[-200:] or f"healthy: {status.get('healthy')}"
+        rows = [result("agent status", False, f"version {version}, exit {out.returncode}: {tail}")]
     lag, spool = int(status.get("lag_bytes", -1)), int(status.get("spool_bytes", -1))
     return [
-        result("agent healthy", bool(status.get("healthy")), f"version {status.get('version')}"),
+        *rows,
         result("agent lag", 0 <= lag <= max_lag, f"{lag} bytes (max {max_lag})"),
         result("agent spool empty", spool == 0, f"{spool} bytes spooled"),
     ]
@@ -112,7 +141,12 @@ def main() -> int:
     if part.get("nodetool"):
         results += cassandra_node(part["nodetool"], part["listen"])
     if part.get("collector"):
-        results += agent(part["collector"], int(part["max_lag_bytes"]))
+        results += agent(
+            part["collector"], int(part["max_lag_bytes"]), max_age=int(part.get("agent_max_age", 30)),
+            max_stall=int(part.get("agent_max_stall", 300)),
+            stall_floor_bytes=int(part.get("agent_stall_floor_bytes", 1 << 20)),
+            restart_window=int(part.get("agent_restart_window", 600)),
+        )  # fmt: skip
     if part.get("alert"):
         results.append(alerting(part["alert"], int(part["alert_max_age"])))
     if part.get("dashboard_url"):

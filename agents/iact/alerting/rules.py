@@ -1,6 +1,7 @@
-"""Alert rules as data: a YAML list validated on load, with the seeds' three rules built in.
+"""Alert rules as data: a YAML list validated on load, with the seeds' three rules and host-silent built in.
 
 Every error names the rule and the field, because the reader is an operator editing rules.yaml.
+A rule with a built-in's name replaces it; `{name: host-silent, enabled: false}` switches one off.
 """
 
 from __future__ import annotations
@@ -68,23 +69,37 @@ BUILTIN: tuple[dict[str, Any], ...] = (
      "severity": "critical", "description": "More than 5 CRITICAL records in 5 minutes"},
     {"name": "logger-loop", "table": "application", "window": "5m", "threshold": 100, "group_by": "logger",
      "severity": "warning", "description": "More than 100 records from one logger in 5 minutes (a loop?)"},
+    # Every collector writes a metrics row each minute (collector_agent_metrics_interval); a host that
+    # did during the last hour and wrote none for 5 minutes has a dead or stuck agent (or is down).
+    {"name": "host-silent", "kind": "flatline", "table": "infrastructure",
+     "filter": {"source": "metrics", "program": "iact-collector"}, "group_by": "host", "window": "5m",
+     "lookback": "1h", "threshold": 1, "severity": "critical",
+     "description": "A host whose collector wrote metrics in the last hour wrote none for 5 minutes"},
 )  # fmt: skip
 
 _KEYS = {"name", "kind", "table", "filter", "window", "threshold", "group_by", "severity", "channels", "renotify",
-         "lookback", "description"}  # fmt: skip
+         "lookback", "description", "enabled"}  # fmt: skip
 
 
-def parse_rule(data: object, index: int) -> Rule:
-    """One mapping -> Rule, or RuleError naming the rule and field."""
+def _named(data: object, index: int) -> tuple[str, dict[str, Any]]:
+    """The rule's name and mapping, its fields known; RuleError otherwise."""
     if not isinstance(data, dict):
         raise RuleError(f"rule #{index + 1}: expected a mapping with name, table, window, threshold")
     name = data.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
         raise RuleError(f"rule #{index + 1}: name: give a name of letters, digits, '.', '_' or '-'")
-    where = f"rule {name!r}"
     unknown = sorted(set(data) - _KEYS)
     if unknown:
-        raise RuleError(f"{where}: {unknown[0]}: unknown field; known fields are {', '.join(sorted(_KEYS))}")
+        raise RuleError(f"rule {name!r}: {unknown[0]}: unknown field; known fields are {', '.join(sorted(_KEYS))}")
+    if not isinstance(data.get("enabled", True), bool):
+        raise RuleError(f"rule {name!r}: enabled: give true or false")
+    return name, data
+
+
+def parse_rule(data: object, index: int) -> Rule:
+    """One mapping -> Rule, or RuleError naming the rule and field."""
+    name, data = _named(data, index)
+    where = f"rule {name!r}"
     kind = data.get("kind", "frequency")
     if kind not in KINDS:
         raise RuleError(f"{where}: kind: {kind!r} must be one of {', '.join(KINDS)}")
@@ -135,7 +150,7 @@ def parse_rule(data: object, index: int) -> Rule:
 
 
 def parse_rules(items: object, include_builtin: bool = True) -> list[Rule]:
-    """A list of rule mappings; a rule with a built-in's name replaces it."""
+    """A list of rule mappings; a rule with a built-in's name replaces it, `enabled: false` drops it."""
     if items is None:
         items = []
     if not isinstance(items, list):
@@ -143,11 +158,14 @@ def parse_rules(items: object, include_builtin: bool = True) -> list[Rule]:
     rules = {r.name: r for r in (parse_rule(d, i) for i, d in enumerate(BUILTIN))} if include_builtin else {}
     seen: set[str] = set()
     for i, data in enumerate(items):
-        rule = parse_rule(data, i)
-        if rule.name in seen:
-            raise RuleError(f"rule {rule.name!r}: name: used twice; rule names must be unique")
-        seen.add(rule.name)
-        rules[rule.name] = rule
+        name, mapping = _named(data, i)
+        if name in seen:
+            raise RuleError(f"rule {name!r}: name: used twice; rule names must be unique")
+        seen.add(name)
+        if mapping.get("enabled", True):
+            rules[name] = parse_rule(mapping, i)
+        else:  # switched off: only the name matters, the other fields may stay for switching it on again
+            rules.pop(name, None)
     return list(rules.values())
 
 
