@@ -131,13 +131,19 @@ class Checkpoints:
                 self.journal_hosts = [*self.journal_hosts[-4:], (since, host)]
                 self._dirty = True
 
-    def forget_closed(self, older_than: float = 7 * 86400) -> None:
-        """Drop generations closed long ago, and paths no longer there, so the file stays small."""
+    def forget_closed(self, older_than: float = 7 * 86400, prune_paths: bool = True) -> None:
+        """Drop generations closed long ago, and paths no longer there, so the file stays small.
+
+        Not the paths at start: a file being rotated may be missing for a moment, and a known path
+        decides both where a reappearing file is read from and where unseen rotations are sought.
+        """
         cutoff = time.time() - older_than
         with self.lock:
             for key in [k for k, s in self.files.items() if s.closed_at and s.closed_at < cutoff]:
                 del self.files[key]
                 self._dirty = True
+            if not prune_paths:
+                return
             live = {s.path for s in self.files.values()}
             gone = {p for p in self.known_paths if p not in live and not os.path.exists(p)}
             if gone:
@@ -168,15 +174,20 @@ class Checkpoints:
                 "saved_at": time.time(),
             }
             self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            with self.lock:
+                self._dirty = True  # not saved: try again next time
+            raise

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from iact import __version__
@@ -47,6 +48,7 @@ class Agent:
         self.notifier = Notifier()
         self.stopping = threading.Event()
         self.reload = threading.Event()
+        self._next_io_error_log = 0.0
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         (self.reload if signum == signal.SIGHUP else self.stopping).set()
@@ -58,7 +60,7 @@ class Agent:
         runs = Runs(self.conf.runs_file)
         runs.start()
         collector = Collector(self.conf)
-        collector.checkpoints.forget_closed()
+        collector.checkpoints.forget_closed(prune_paths=False)
         collector.start()
         log.info("iact-collector %s started for host %s", __version__, self.conf.host)
         self.notifier.send("READY=1", f"STATUS=collecting as {self.conf.host}")
@@ -71,14 +73,14 @@ class Agent:
                 collector = self._reload(collector)
             healthy = collector.healthy()
             if now >= next_save:
-                collector.checkpoints.save()
+                self._guarded("saving checkpoints", collector.checkpoints.save)
                 next_save = now + 1.0
             if now >= next_prune:
-                collector.checkpoints.forget_closed()
+                self._guarded("pruning checkpoints", collector.checkpoints.forget_closed)
                 next_prune = now + 3600
             if now >= next_status:
                 collector.sample_lag()
-                write_status(self.conf.status_file, {**collector.status(), "crash_restarts": runs.crash_restarts()})
+                self._guarded("writing the status file", self._write_status, collector, runs)
                 next_status = now + self.conf.status_interval
             if now >= next_stats:
                 s = collector.status()
@@ -95,12 +97,24 @@ class Agent:
         self.notifier.send("STOPPING=1")
         log.info("stopping: delivering what was read, then saving checkpoints")
         drained = collector.stop(self.conf.shutdown_timeout)
-        write_status(self.conf.status_file, {**collector.status(), "crash_restarts": runs.crash_restarts()})
+        self._guarded("writing the status file", self._write_status, collector, runs)
         runs.stopped_cleanly()
         log.info(
             "stopped (%s)", "all read lines delivered" if drained else "deadline hit; the rest is re-read next start"
         )
         return 0
+
+    def _write_status(self, collector: Collector, runs: Runs) -> None:
+        write_status(self.conf.status_file, {**collector.status(), "crash_restarts": runs.crash_restarts()})
+
+    def _guarded(self, what: str, fn: Callable[..., object], *args: object) -> None:
+        """State writes on a full disk must not stop delivery: log (once a minute) and retry next time."""
+        try:
+            fn(*args)
+        except OSError as exc:
+            if time.monotonic() >= self._next_io_error_log:
+                log.error("%s failed (%s); free space under %s. Delivery goes on.", what, exc, self.conf.state_dir)
+                self._next_io_error_log = time.monotonic() + 60
 
     def _reload(self, collector: Collector) -> Collector:
         try:

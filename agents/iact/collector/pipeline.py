@@ -22,7 +22,7 @@ from typing import Any
 
 from iact import __version__
 from iact.collector.batch import Batch
-from iact.collector.checkpoint import Checkpoints, Position
+from iact.collector.checkpoint import Checkpoints
 from iact.collector.config import CollectorConfig
 from iact.collector.rows import CODEC, COLUMNS, PARTITION_KEY, RowBuilder
 from iact.collector.sources.files import FileTailer
@@ -54,6 +54,7 @@ class Counters:
     spool_full_waits: int = 0
     stage_errors: int = 0
     lines_set_aside: int = 0  # read, but no row could be built: in the dead-letter file
+    positions_without_row: int = 0  # empty or set-aside lines whose offsets were acknowledged
 
 
 class Collector:
@@ -68,6 +69,7 @@ class Collector:
         self.builder = RowBuilder(config.host, self.checkpoints.journal_hosts)
         self.dead_letter = DeadLetter(config.dead_letter_file)
         self.last_ack_at = time.time()
+        self.last_stage_error_at: float | None = None
         self.lag_history: list[tuple[float, int]] = []
         self.lines: queue.Queue[Any] = queue.Queue(config.queue_lines)
         self.batches: queue.Queue[Any] = queue.Queue(config.queue_batches)
@@ -88,7 +90,7 @@ class Collector:
         self.journal = (
             JournalSource(
                 config.journal_command, self.checkpoints.journal_cursor, config.start_position,
-                config.max_line_bytes * 4,
+                config.max_line_bytes * 4, since=self.checkpoints.last_saved,
             )
             if config.journal
             else None
@@ -139,7 +141,10 @@ class Collector:
             self.abort.set()  # stop retrying; unacknowledged lines are read again next start
             for t in self.workers:
                 t.join(35.0)  # a write in flight ends within the driver's request timeout
-        self.checkpoints.save()
+        try:
+            self.checkpoints.save()
+        except OSError as exc:
+            log.error("cannot save checkpoints at stop (%s): lines since the last save are read again", exc)
         if self.tailer:
             self.tailer.close()
         self.durable.close()
@@ -149,7 +154,7 @@ class Collector:
         """Items read from a source and not yet acknowledged (queued, being parsed, batched or written)."""
         c = self.counters
         read = c.file_lines + c.journal_entries + c.metric_samples
-        return max(0, read - c.rows_acknowledged - c.lines_set_aside)
+        return max(0, read - c.rows_acknowledged - c.positions_without_row)
 
     def healthy(self) -> bool:
         """Every stage alive (the watchdog is only fed while this holds)."""
@@ -215,6 +220,7 @@ class Collector:
     def _stage_error(self, stage: str, doing: str, item: object = None, row: object = None) -> None:
         """Log and count an unexpected exception; set aside what caused it. The stage goes on."""
         self.counters.stage_errors += 1
+        self.last_stage_error_at = time.time()
         where = _identity(item)
         log.exception("%s stage: unexpected error while %s%s; set aside, going on", stage, doing, where)
         if item is not None or row is not None:
@@ -234,13 +240,18 @@ class Collector:
                     self._put(self.batches, batch)
                 self._put(self.batches, STOP)
                 return
+            if isinstance(item, RawLine) and item.empty:
+                if not batch:
+                    deadline = time.monotonic() + max_wait
+                batch.skip(self.builder.skip_position(item))
+                item = None
             if item is not None:
                 try:
                     row, position = self.builder.build(item)
                 except Exception:
                     self._stage_error("parse", "building a row", item)
                     self.counters.lines_set_aside += 1
-                    position = _position(item)
+                    position = self.builder.skip_position(item) if isinstance(item, RawLine) else None
                     if position is not None:  # acknowledged in order, behind the rows before it
                         if not batch:
                             deadline = time.monotonic() + max_wait
@@ -285,9 +296,11 @@ class Collector:
                     if self.abort.wait(1.0):
                         break
                     self._replay()
-            self.checkpoints.ack(batch.acknowledged(done))
+            acked = batch.acknowledged(done)
+            self.checkpoints.ack(acked)
             self.counters.rows_acknowledged += done
-            if done:
+            self.counters.positions_without_row += sum(1 for n, _pos in batch.skipped if n <= done)
+            if acked:  # a line of a file or the journal (metric rows, which have no position, do not count)
                 self.last_ack_at = time.time()
 
     def _replay(self) -> None:
@@ -358,6 +371,7 @@ class Collector:
             "dead_letter": {"file": str(self.config.dead_letter_file), "count": self.dead_letter.count,
                             "last_reason": self.dead_letter.last_reason, "last_at": self.dead_letter.last_at},
             "last_ack_at": datetime.fromtimestamp(self.last_ack_at, UTC).isoformat(),
+            "last_stage_error_at": self.last_stage_error_at,
             "lag_history": [[round(t, 1), lag] for t, lag in self.lag_history],
             "last_error": d.last_error,
         }  # fmt: skip
@@ -370,10 +384,3 @@ def _identity(item: object) -> str:
     if isinstance(item, RawJournal):
         return f" (journal entry, {len(item.data)} bytes)"
     return ""
-
-
-def _position(item: object) -> Position | None:
-    """What acknowledging a set-aside item moves (so the checkpoint passes it, in order)."""
-    if isinstance(item, RawLine):
-        return Position(item.key, item.end, item.fallback_ts)
-    return None

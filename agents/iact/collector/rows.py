@@ -18,7 +18,7 @@ import json
 import re
 import uuid
 from collections import OrderedDict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from iact.collector.checkpoint import Position
@@ -44,6 +44,7 @@ _CURSOR_FIELD = re.compile(rb'"__CURSOR"\s*:\s*"([^"]+)"')
 INT32 = (-(2**31), 2**31 - 1)
 TEXT_COLUMNS = ("host", "source", "facility", "severity", "program", "unit", "message")
 CHAIN_KEYS = 4096  # file generations whose previous-line time is kept in memory
+PLAUSIBLE = timedelta(days=400)  # a full stamp further than this from the previous line's time is a claim
 
 
 def _text(value: str) -> str:
@@ -170,6 +171,11 @@ class RowBuilder:
             p.message += TRUNCATED.format(item.cut)
         if p.format == "raw":
             self.parse_errors += 1
+        if p.ts is not None and not seen and abs(p.ts - ref) > PLAUSIBLE:
+            # A full stamp far from its neighbours (year 1, 1970, 2999): one hostile line must not move
+            # the reference of every line after it, nor hide itself in a partition nobody reads.
+            p.fields = {**(p.fields or {}), "claimed_ts": p.ts.isoformat()}
+            p.ts = None
         ts = p.ts or ref
         self._chains[item.key] = _Chain(item.end, seen[0] if seen and p.ts else None, ts)
         self._chains.move_to_end(item.key)
@@ -179,6 +185,17 @@ class RowBuilder:
         line_id = uuid.uuid5(_NAMESPACE, f"{host}|{item.source}|{item.key}|{item.offset}")
         row = _row(host, item.source, line_id, ts, p, now)
         return row, Position(item.key, item.end, ts.isoformat())
+
+    def skip_position(self, item: RawLine) -> Position:
+        """The position of a line that makes no row (empty, or set aside), with the previous line's time.
+
+        That time is what the next line's stamp is resolved against after a restart, so it must
+        be the same one the chain in memory holds.
+        """
+        chain = self._chains.get(item.key)
+        if chain is not None and chain.end <= item.offset:
+            return Position(item.key, item.end, chain.ts.isoformat())
+        return Position(item.key, item.end, item.fallback_ts if item.follows else None)
 
     def _journal_host(self, ts: datetime) -> str:
         """The host name in force when the entry was written (a rename applies to later entries)."""

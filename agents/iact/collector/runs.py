@@ -10,9 +10,12 @@ counted.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 KEEP = 50
 
@@ -47,7 +50,10 @@ class Runs:
         return [float(r["started"]) for r in self.records if r.get("after_crash")]  # type: ignore[arg-type]
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"runs": self.records}))
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps({"runs": self.records}))
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a full disk must not stop the agent from starting
+            log.error("cannot record this run in %s (%s); crash restarts may go uncounted", self.path, exc)

@@ -85,6 +85,11 @@ def problems(
                 f"nothing acknowledged for {quiet / 60:.1f} min while lines wait: "
                 f"last error: {status.get('last_error') or 'none'}"
             )
+    if status.get("last_stage_error_at") and now - status["last_stage_error_at"] <= restart_window:
+        found.append(
+            f"{status['counters'].get('stage_errors', 0)} unexpected error(s) in the pipeline since start, the last "
+            f"{(now - status['last_stage_error_at']) / 60:.0f} min ago: see journalctl -u iact-collector"
+        )
     dead = status.get("dead_letter", {})
     if dead.get("count") and now - (dead.get("last_at") or 0) <= restart_window:
         found.append(

@@ -108,7 +108,8 @@ class Spool:
             self._next_open = time.monotonic() + 1.0
             self.last_error = f"spool {self.path} cannot be opened ({exc}); free space on its disk"
             log.error("%s", self.last_error)
-            self._pending = self.path.stat().st_size if self.path.exists() else 0
+            legacy = self.path.with_name(self.path.name + ".v1")
+            self._pending = sum(p.stat().st_size for p in (self.path, legacy) if p.exists())
             return False
         self._pending = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM spool").fetchone()[0]
         self.last_error = None
@@ -139,12 +140,11 @@ class Spool:
         return db
 
     def _open(self) -> sqlite3.Connection:
-        legacy = None
+        legacy = self.path.with_name(self.path.name + ".v1")
         if self.path.exists():
             with open(self.path, "rb") as f:
                 head = f.read(len(SQLITE_MAGIC))
             if head and head != SQLITE_MAGIC:
-                legacy = self.path.with_name(self.path.name + ".v1")
                 os.replace(self.path, legacy)
         try:
             db = self._connect()
@@ -163,8 +163,12 @@ class Spool:
             )  # fmt: skip
             db = self._connect()
         _fsync_dir(self.path.parent)
-        if legacy is not None:
-            self._import_legacy(db, legacy)
+        if legacy.exists():  # on every open, until imported: a crash or a full disk mid-import loses nothing
+            try:
+                self._import_legacy(db, legacy)
+            except BaseException:
+                db.close()
+                raise
         return db
 
     def _import_legacy(self, db: sqlite3.Connection, legacy: Path) -> None:

@@ -64,10 +64,10 @@ def resolve_stamp(stamp: LocalStamp, zone: tzinfo, ref: datetime, follows: bool)
     for year in (local_ref.year - 1, local_ref.year, local_ref.year + 1):
         try:
             naive = datetime(year, mon, d, hh, mm, ss)
-        except ValueError:  # 29 Feb in a common year, 31 Apr
+            early = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+            late = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        except (ValueError, OverflowError):  # 29 Feb in a common year, 31 Apr, years 0 and 10000
             continue
-        early = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
-        late = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
         cand = late if follows and early < ref <= late else early
         if follows:
             if best is None or abs(cand - ref) < abs(best - ref):
@@ -97,7 +97,7 @@ def _iso_time(base: str, frac: str | None, zone: str | None) -> datetime | None:
     try:
         text = base + (frac[:7] if frac else "") + ("+00:00" if zone in (None, "Z") else zone)
         return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 

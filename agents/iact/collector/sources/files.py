@@ -27,6 +27,7 @@ from iact.collector.zone import host_zone_name
 log = logging.getLogger(__name__)
 
 FP_BYTES = 1024
+MIN_HEAD = 64
 COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".z", ".zip")
 READ_CHUNK = 256 * 1024
 MAX_CHUNKS_PER_POLL = 16  # per file, so one busy file cannot starve the others
@@ -144,8 +145,23 @@ class FileTailer:
         self.checkpoints.register(state)
         return state
 
+    def _already_read(self, st: os.stat_result, fd: int) -> bool:
+        """Known inode with its first bytes (a finished generation), or a copy of a known generation.
+
+        A copy of a file being followed is recognised by all the first bytes seen of it, however
+        few; of other generations only by MIN_HEAD bytes or more.
+        """
+        for state in self.checkpoints.files.values():
+            if (state.dev, state.ino) == (st.st_dev, st.st_ino) and _fingerprint(fd, state.fp_len)[0] == state.fp:
+                return True
+        live = [t.state for t in self.tracked.values() if not t.rotated and t.state.fp_len]
+        return any(_fingerprint(fd, s.fp_len)[0] == s.fp for s in live) or self._known_head(fd)
+
     def _start_offset(self, path: str, fd: int, size: int) -> int:
-        if not self._initial or path in self.checkpoints.known_paths or self.start_position == "beginning":
+        # `end` is for the very first run only: a file that appears later (created while the agent
+        # was stopped, or during a reload) holds nothing the agent has ever seen.
+        first_run = self._initial and self.checkpoints.last_saved is None
+        if not first_run or path in self.checkpoints.known_paths or self.start_position == "beginning":
             return 0
         # Start after the last complete line, not in the middle of one being written.
         tail = os.pread(fd, min(size, 64 * 1024), max(0, size - 64 * 1024))
@@ -153,6 +169,10 @@ class FileTailer:
         return size if nl < 0 and size > 64 * 1024 else max(0, size - len(tail) + nl + 1)
 
     def _track(self, state: FileState, spec: FileSource, fd: int, rotated: bool = False) -> None:
+        with self.checkpoints.lock:  # offset and last_ts from the same acknowledgement
+            self._track_locked(state, spec, fd, rotated)
+
+    def _track_locked(self, state: FileState, spec: FileSource, fd: int, rotated: bool) -> None:
         self.tracked[state.key] = Tracked(
             state=state, spec=spec, fd=fd, pos=state.offset, line_start=state.offset, rotated=rotated,
             first_ts=state.last_ts or state.first_seen, follows=state.last_ts is not None,
@@ -170,9 +190,10 @@ class FileTailer:
             current = found.get(t.state.path)
             if current is None or (current[1].st_dev, current[1].st_ino) != (t.state.dev, t.state.ino):
                 log.info("%s was rotated or removed; reading the old file to its end", t.state.path)
+                rotated_paths.append(t.state.path)
+                self._follow_rename(t)
                 t.rotated = True
                 t.last_growth = time.monotonic()
-                rotated_paths.append(t.state.path)
         for path, (spec, st) in found.items():
             if (st.st_dev, st.st_ino) in by_identity:
                 continue
@@ -180,6 +201,12 @@ class FileTailer:
             if fd is None:
                 continue
             state = self._matching_state(st, fd)
+            if state is None and self._already_read(st, fd):
+                # A glob that matches rotated names (`*.log` with dateext, `syslog*`): this file is a
+                # generation read to its end, or a copy of one that copytruncate is making. Its lines
+                # are read once, under that generation's key.
+                os.close(fd)
+                continue
             if state is None:
                 state = self._new_generation(spec, path, st, fd, self._start_offset(path, fd, st.st_size))
                 log.info("following %s from offset %d", path, state.offset)
@@ -215,6 +242,13 @@ class FileTailer:
             log.info("resuming %s (rotated while stopped) at offset %d", state.path, state.offset)
             self._track(state, spec, fd, rotated=True)
 
+    def _follow_rename(self, t: Tracked) -> None:
+        """Where a rotated generation went (`syslog.1`), so status shows it under its own name."""
+        for path, st in self._siblings(t.state.path):
+            if (st.st_dev, st.st_ino) == (t.state.dev, t.state.ino):
+                t.state.path = path
+                return
+
     def _siblings(self, path: str) -> list[tuple[str, os.stat_result]]:
         """Regular files named like rotations of path (`syslog.1`, `syslog-20261123`), not compressed."""
         directory, base = os.path.split(path)
@@ -248,7 +282,6 @@ class FileTailer:
             return
         identities = {(s.dev, s.ino) for s in self.checkpoints.files.values()}
         identities |= {(t.state.dev, t.state.ino) for t in self.tracked.values()}
-        known_heads = [(s.fp, s.fp_len) for s in self.checkpoints.files.values()]
         for known in sorted(paths):
             spec = next((s for s in self.specs if fnmatch.fnmatch(known, s.path)), None)
             if spec is None:
@@ -262,7 +295,7 @@ class FileTailer:
                 fd = self._open(path)
                 if fd is None:
                     continue
-                if any(_fingerprint(fd, n)[0] == fp for fp, n in known_heads if n):
+                if self._known_head(fd):
                     os.close(fd)  # a copy (copytruncate) of a generation already read: not new lines
                     continue
                 log.info("reading %s from the start: it was rotated before the collector saw it", path)
@@ -283,18 +316,27 @@ class FileTailer:
         for path, st in self._siblings(state.path):
             if (st.st_dev, st.st_ino) in taken or st.st_size < state.offset:
                 continue
-            if state.fp_len == 0 and (st.st_ctime < since - 1 or not st.st_size or self._known_head(path)):
-                continue
+            if state.fp_len == 0 and (st.st_mtime < since - 1 or not st.st_size or self._path_known_head(path)):
+                continue  # a copy is written after the file was first seen; a shifted old rotation is not
             found.append((path, st))
         return found
 
-    def _known_head(self, path: str) -> bool:
-        """Does the file start like a generation already known (so it is a copy of one, not new)?"""
+    def _known_head(self, fd: int) -> bool:
+        """Does the file start like a generation already known (so it is a copy of one, not new)?
+
+        Only heads of MIN_HEAD bytes or more count: a few bytes (a timestamp) are shared by
+        unrelated files.
+        """
+        return any(
+            _fingerprint(fd, s.fp_len)[0] == s.fp for s in self.checkpoints.files.values() if s.fp_len >= MIN_HEAD
+        )
+
+    def _path_known_head(self, path: str) -> bool:
         fd = self._open(path)
         if fd is None:
             return True
         try:
-            return any(_fingerprint(fd, s.fp_len)[0] == s.fp for s in self.checkpoints.files.values() if s.fp_len)
+            return self._known_head(fd)
         finally:
             os.close(fd)
 
@@ -344,7 +386,8 @@ class FileTailer:
         """Truncated (size below our position) or rewritten (first bytes changed)? copytruncate does both."""
         if st.st_size < t.pos:
             return True
-        if t.state.fp_len and _fingerprint(t.fd, t.state.fp_len)[0] != t.state.fp:
+        head = os.pread(t.fd, FP_BYTES, 0)  # one read: checked and, below, sharpened from the same bytes
+        if t.state.fp_len and hashlib.sha256(head[: t.state.fp_len]).hexdigest() != t.state.fp:
             return True
         if t.state.fp_len == 0 and t.last_ctime >= 0 and self._copy_candidates(t.state):
             # Seen only empty, then written and copy-truncated between two polls (and maybe written
@@ -353,7 +396,7 @@ class FileTailer:
         if t.state.fp_len < FP_BYTES and st.st_size > t.state.fp_len:
             # Identity sharpens as the file grows, and is saved before any line past it is read: a
             # generation saved with fewer first bytes than it has acknowledged would match any file.
-            t.state.fp, t.state.fp_len = _fingerprint(t.fd)
+            t.state.fp, t.state.fp_len = hashlib.sha256(head).hexdigest(), len(head)
             self.checkpoints.changed(save=True)
         return False
 
@@ -396,6 +439,7 @@ class FileTailer:
         rest = parts.pop()
         off = base
         spec, key = t.spec, t.state.key
+        trailing_empty: tuple[int, int] | None = None
         for i, piece in enumerate(parts):
             end = off + len(piece) + 1
             cut = 0
@@ -413,7 +457,15 @@ class FileTailer:
             if piece.endswith(b"\r"):
                 piece = piece[:-1]
             if piece or cut:
+                trailing_empty = None
                 yield RawLine(spec.source, key, start, end, piece, cut, spec.format, t.first_ts, *t.context)
+            else:
+                trailing_empty = (start, end)
+        if trailing_empty is not None:
+            # Empty lines store nothing, but the offset after them must be acknowledged, or a file
+            # ending in one never shows as caught up and, rotated, is never done.
+            start, end = trailing_empty
+            yield RawLine(spec.source, key, start, end, b"", 0, spec.format, t.first_ts, *t.context, empty=True)
         if rest:
             room = limit - len(t.buf)
             if room > 0:
@@ -481,10 +533,6 @@ class FileTailer:
         """The first look is done: files rotated while the agent was stopped are tracked too."""
         return not self._initial
 
-    def forget_closed(self) -> None:
-        """Let the checkpoint drop generations closed long ago (none of them is tracked)."""
-        self.checkpoints.forget_closed()
-
     def lag(self) -> dict[str, dict[str, object]]:
         """Per file: path, acknowledged offset, size, bytes not yet acknowledged."""
         out: dict[str, dict[str, object]] = {}
@@ -493,7 +541,8 @@ class FileTailer:
                 size = os.fstat(t.fd).st_size
             except OSError:
                 continue
-            out[t.state.path] = {
+            name = t.state.path if t.state.path not in out else f"{t.state.path} ({t.state.key})"
+            out[name] = {
                 "source": t.state.source, "generation": t.state.key, "acked_offset": t.state.offset,
                 "read_offset": t.pos, "size": size, "lag_bytes": max(0, size - t.state.offset), "rotated": t.rotated,
             }  # fmt: skip

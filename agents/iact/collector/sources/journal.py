@@ -61,20 +61,29 @@ class StderrTail(threading.Thread):
             return bytes(self._tail).decode(errors="replace").strip()
 
 
-def journal_command(command: str, cursor: str | None, start_position: str) -> list[str]:
-    """The journalctl invocation for a resume point."""
+def journal_command(command: str, cursor: str | None, start_position: str, since: float | None = None) -> list[str]:
+    """The journalctl invocation for a resume point.
+
+    Without a cursor but with an earlier run (`since`, its last checkpoint save), entries from
+    then on are read: `end` means "from the first run", not "skip what came while we were down".
+    """
     argv = [command, "--output=json", "--follow", "--all", "--quiet"]
     if cursor:
         return [*argv, f"--after-cursor={cursor}", "--no-tail"]
+    if since is not None:
+        return [*argv, f"--since=@{int(since)}", "--no-tail"]
     return [*argv, "--lines=all" if start_position == "beginning" else "--lines=0"]
 
 
 class JournalSource:
     """Yields raw JSON entries until stop(); restarts journalctl (after the last read entry) if it dies."""
 
-    def __init__(self, command: str, cursor: str | None, start_position: str, max_bytes: int) -> None:
+    def __init__(
+        self, command: str, cursor: str | None, start_position: str, max_bytes: int, since: float | None = None
+    ) -> None:
         self.command = command
         self.cursor = cursor
+        self.since = since
         self.start_position = start_position
         self.max_bytes = max_bytes
         self.proc: subprocess.Popen[bytes] | None = None
@@ -91,7 +100,7 @@ class JournalSource:
         """Entries in journal order, forever (until stop)."""
         backoff = 1.0
         while not self._stopped.is_set():
-            argv = journal_command(self.command, self.cursor, self.start_position)
+            argv = journal_command(self.command, self.cursor, self.start_position, self.since)
             try:
                 self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             except OSError as exc:

@@ -21,6 +21,7 @@ class RawLine:
     host: str | None = None  # pinned per file generation, so a re-read line keeps its row key
     tz: str | None = None  # zone name for stamps without one, pinned likewise
     follows: bool = False  # fallback_ts is a previous line's time (not the file's first sighting)
+    empty: bool = False  # an empty line: no row, but its end must be acknowledged (the file's last line)
 
 
 @dataclass(slots=True)
