@@ -356,6 +356,11 @@ class Schedule:
         self.out.steps.append("SIGTERM")
         self.agent.signal(signal.SIGTERM)
         rc = self.agent.wait_exit(60)
+        if rc is None:
+            self.agent.signal(signal.SIGUSR1)  # its threads' stacks, in agent.stderr
+            time.sleep(1)
+            self.agent.signal(signal.SIGKILL)
+            self.agent.wait_exit(10)
         if rc != 0:
             self.out.problems.append(f"graceful stop exited with {rc}")
         self.running = False

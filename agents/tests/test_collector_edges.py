@@ -189,3 +189,19 @@ def test_a_full_state_disk_does_not_stop_the_agent(tmp_path, monkeypatch):
     assert cp._dirty, "an unsaved change is kept for the next save"
     Runs(tmp_path / "runs.json").start()  # logs, does not raise
     assert datetime.now()  # reached
+
+
+def test_a_recycled_inode_after_an_empty_generation_is_followed(tmp_path):
+    log = tmp_path / "app.log"
+    log.touch()
+    cp = Checkpoints(tmp_path / "cp.json")
+    t = tailer(cp, str(log))
+    read_all(t, cp)
+    log.unlink()  # removed and created again: the inode number is often reused
+    log.touch()
+    read_all(t, cp)
+    log.unlink()
+    log.touch()
+    with open(log, "a") as f:
+        f.write("after two recycles\n")
+    assert [x.data for x in read_all(t, cp)] == [b"after two recycles"]

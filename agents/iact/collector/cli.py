@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import logging.handlers
@@ -57,6 +58,7 @@ class Agent:
         """Until SIGTERM/SIGINT: exit 0 after a graceful stop, 1 if a stage died (systemd restarts us)."""
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints every thread's stack to the log
         runs = Runs(self.conf.runs_file)
         runs.start()
         collector = Collector(self.conf)

@@ -9,6 +9,7 @@ and keeps DST transitions right within the file.
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, tzinfo
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,19 @@ def _key_from_path(path: str) -> str | None:
     return None
 
 
+_cached: tuple[float, str] = (-1.0, "UTC")
+
+
 def host_zone_name() -> str:
+    """The host's zone name, looked up at most once a minute (it is read for every parsed line)."""
+    global _cached
+    now = time.monotonic()
+    if now - _cached[0] > 60 or _cached[0] < 0:
+        _cached = (now, _lookup_zone_name())
+    return _cached[1]
+
+
+def _lookup_zone_name() -> str:
     """TZ if set (as glibc reads it), else /etc/localtime's target, else /etc/timezone, else UTC."""
     tz = os.environ.get("TZ")
     if tz:

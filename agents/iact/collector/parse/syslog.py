@@ -12,6 +12,7 @@ Anything else becomes a raw entry with the whole line as message and severity un
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -77,12 +78,31 @@ def resolve_stamp(stamp: LocalStamp, zone: tzinfo, ref: datetime, follows: bool)
     return best
 
 
-def _host_zone() -> tzinfo:
-    return zone(host_zone_name())
+_default: dict[tuple[str, str, str], datetime | None] = {}
+_default_epoch: tuple[int, str] = (-1, "")
 
 
-def _default_resolver(stamp: LocalStamp) -> datetime | None:
-    return resolve_stamp(stamp, _host_zone(), datetime.now(UTC), follows=False)
+def _resolve_default(month: str, day: str, clock: str) -> datetime | None:
+    """For callers without a file's context: against the current hour in the host's zone, cached.
+
+    The row builder never comes here: it passes a resolver bound to the file's pinned zone and
+    previous line, which is what keeps re-read lines on the same key.
+    """
+    global _default_epoch
+    hour = int(time.time() // 3600)
+    if _default_epoch[0] != hour:
+        _default_epoch = (hour, host_zone_name())
+        _default.clear()
+    key = (month, day, clock)
+    if key in _default:
+        return _default[key]
+    stamp = local_stamp(month, day, clock)
+    ref = datetime.fromtimestamp(hour * 3600, UTC)
+    result = resolve_stamp(stamp, zone(_default_epoch[1]), ref, follows=False) if stamp else None
+    if len(_default) > 10_000:
+        _default.clear()
+    _default[key] = result
+    return result
 
 
 def _traditional_time(month: str, day: str, clock: str, now: datetime | None = None) -> datetime | None:
@@ -90,7 +110,7 @@ def _traditional_time(month: str, day: str, clock: str, now: datetime | None = N
     stamp = local_stamp(month, day, clock)
     if stamp is None:
         return None
-    return resolve_stamp(stamp, _host_zone(), now or datetime.now(UTC), follows=False)
+    return resolve_stamp(stamp, zone(host_zone_name()), now or datetime.now(UTC), follows=False)
 
 
 def _iso_time(base: str, frac: str | None, zone: str | None) -> datetime | None:
@@ -194,8 +214,11 @@ def parse_line(text: str, fmt: str = "auto", facility: str | None = None, resolv
         m = _TRADITIONAL.match(text)
         if m:
             pri, month, day, clock, host, rest = m.groups()
-            stamp = local_stamp(month, day.strip(), clock)
-            ts = (resolve or _default_resolver)(stamp) if stamp else None
+            if resolve is None:
+                ts = _resolve_default(month, day.strip(), clock)
+            else:
+                stamp = local_stamp(month, day.strip(), clock)
+                ts = resolve(stamp) if stamp else None
             p = Parsed(message=rest, ts=ts, hostname=host, format="syslog")
             p.facility = facility
             _apply_pri(p, pri)

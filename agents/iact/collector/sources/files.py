@@ -152,7 +152,9 @@ class FileTailer:
         few; of other generations only by MIN_HEAD bytes or more.
         """
         for state in self.checkpoints.files.values():
-            if (state.dev, state.ino) == (st.st_dev, st.st_ino) and _fingerprint(fd, state.fp_len)[0] == state.fp:
+            same_inode = (state.dev, state.ino) == (st.st_dev, st.st_ino)
+            # A generation seen only empty has no content to read twice (and its inode may be reused).
+            if same_inode and state.fp_len and _fingerprint(fd, state.fp_len)[0] == state.fp:
                 return True
         live = [t.state for t in self.tracked.values() if not t.rotated and t.state.fp_len]
         return any(_fingerprint(fd, s.fp_len)[0] == s.fp for s in live) or self._known_head(fd)
@@ -199,6 +201,10 @@ class FileTailer:
                 continue
             fd = self._open(path)
             if fd is None:
+                continue
+            st = os.fstat(fd)  # what was opened: the path may have been rotated since the scan
+            if (st.st_dev, st.st_ino) in by_identity:
+                os.close(fd)
                 continue
             state = self._matching_state(st, fd)
             if state is None and self._already_read(st, fd):
@@ -295,8 +301,9 @@ class FileTailer:
                 fd = self._open(path)
                 if fd is None:
                     continue
-                if self._known_head(fd):
-                    os.close(fd)  # a copy (copytruncate) of a generation already read: not new lines
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) in identities or self._known_head(fd):
+                    os.close(fd)  # known after all, or a copy (copytruncate) of a generation already read
                     continue
                 log.info("reading %s from the start: it was rotated before the collector saw it", path)
                 state = self._new_generation(spec, path, st, fd, 0)
@@ -350,7 +357,8 @@ class FileTailer:
             fd = self._open(path)
             if fd is None:
                 continue
-            if _fingerprint(fd, state.fp_len)[0] == state.fp:
+            st = os.fstat(fd)
+            if _fingerprint(fd, state.fp_len)[0] == state.fp and st.st_size >= state.offset:
                 log.info("%s is the copytruncate copy of %s; resuming at offset %d", path, state.path, state.offset)
                 state.path, state.dev, state.ino, state.truncated = path, st.st_dev, st.st_ino, False
                 self.copies_adopted += 1
@@ -369,7 +377,10 @@ class FileTailer:
             except OSError:
                 continue
             if (st.st_dev, st.st_ino) == (state.dev, state.ino) and (fd := self._open(entry.path)) is not None:
-                if _fingerprint(fd, state.fp_len)[0] == state.fp:
+                opened = os.fstat(fd)  # renamed again since the scan?
+                if (opened.st_dev, opened.st_ino) == (state.dev, state.ino) and (
+                    _fingerprint(fd, state.fp_len)[0] == state.fp
+                ):
                     state.path = entry.path
                     return fd
                 os.close(fd)
