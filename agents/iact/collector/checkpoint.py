@@ -36,6 +36,12 @@ class FileState:
     tz: str | None = None  # ...and resolves stamps without a zone in this one
     end_offset: int | None = None  # rotated away and read to here; closed once acknowledged up to it
     truncated: bool = False  # copytruncate left its content in a copy that may still turn up
+    origin: str | None = None  # the path it was found at: its rotations and copies are named after this one
+
+    @property
+    def live_path(self) -> str:
+        """The followed path this generation came from (`syslog`, even once it is `syslog.1`)."""
+        return self.origin or self.path
 
 
 @dataclass

@@ -126,7 +126,9 @@ class FileTailer:
                 return state
         return None
 
-    def _new_generation(self, spec: FileSource, path: str, st: os.stat_result, fd: int, offset: int) -> FileState:
+    def _new_generation(
+        self, spec: FileSource, path: str, st: os.stat_result, fd: int, offset: int, origin: str | None = None
+    ) -> FileState:
         fp, fp_len = _fingerprint(fd)
         now = datetime.now(UTC)
         state = FileState(
@@ -138,6 +140,7 @@ class FileTailer:
             fp=fp,
             fp_len=fp_len,
             offset=offset,
+            origin=origin or path,
             first_seen=now.isoformat(),
             host=self.host,
             tz=host_zone_name(),
@@ -250,7 +253,7 @@ class FileTailer:
 
     def _follow_rename(self, t: Tracked) -> None:
         """Where a rotated generation went (`syslog.1`), so status shows it under its own name."""
-        for path, st in self._siblings(t.state.path):
+        for path, st in self._siblings(t.state.live_path):
             if (st.st_dev, st.st_ino) == (t.state.dev, t.state.ino):
                 t.state.path = path
                 return
@@ -306,7 +309,7 @@ class FileTailer:
                     os.close(fd)  # known after all, or a copy (copytruncate) of a generation already read
                     continue
                 log.info("reading %s from the start: it was rotated before the collector saw it", path)
-                state = self._new_generation(spec, path, st, fd, 0)
+                state = self._new_generation(spec, path, st, fd, 0, origin=known)
                 self._track(state, spec, fd, rotated=True)
                 identities.add((st.st_dev, st.st_ino))
 
@@ -320,7 +323,7 @@ class FileTailer:
         taken |= {(s.dev, s.ino) for s in self.checkpoints.files.values() if s.key != state.key}
         since = datetime.fromisoformat(state.first_seen).timestamp() if state.first_seen else 0.0
         found = []
-        for path, st in self._siblings(state.path):
+        for path, st in self._siblings(state.live_path):
             if (st.st_dev, st.st_ino) in taken or st.st_size < state.offset:
                 continue
             if state.fp_len == 0 and (st.st_mtime < since - 1 or not st.st_size or self._path_known_head(path)):
@@ -527,11 +530,11 @@ class FileTailer:
                     path, old.offset, path,
                 )  # fmt: skip
             self.checkpoints.finish(old.key, t.pos)
-        state = self._new_generation(t.spec, path, st, t.fd, 0)
+        state = self._new_generation(t.spec, path, st, t.fd, 0, origin=old.live_path)
         self._track(state, t.spec, t.fd, rotated=t.rotated)
         t.replaced_by = state.key
         # Content written after the truncation we did see, and rotated away before this poll.
-        self._unseen_rotations(t.prev_checked_at or None, [path])
+        self._unseen_rotations(t.prev_checked_at or None, [old.live_path])
 
     def _close(self, t: Tracked) -> None:
         log.info("finished rotated file %s at offset %d", t.state.path, t.pos)
