@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from iact.collector.checkpoint import Position
 from iact.collector.parse.journal import micros_to_datetime, parse_journal
 from iact.collector.parse.model import Parsed, severity_name
-from iact.collector.parse.syslog import LocalStamp, parse_line, resolve_stamp
+from iact.collector.parse.syslog import local_stamp, parse_line, resolve_stamp
 from iact.collector.sources.records import MetricSample, RawJournal, RawLine
 from iact.collector.zone import host_zone_name, zone
 from iact.sink.codec import RowCodec
@@ -56,30 +55,30 @@ def _text(value: str) -> str:
         return value.encode("utf-8", "replace").decode("utf-8")
 
 
-def coerce(row: dict[str, Any]) -> bool:
+def coerce(row: dict[str, Any], text_is_valid: bool = False) -> bool:
     """Make every value fit its column's type; True if anything had to change.
 
     The original of a value that does not fit goes to `fields` under the column's name, so
-    nothing the line said is lost and the row still binds.
+    nothing the line said is lost and the row still binds. Text decoded from bytes with
+    errors="replace" (a file line) is valid Unicode already: `text_is_valid` skips its check.
     """
     changed = False
     extra: dict[str, str] = {}
     pid = row.get("pid")
-    if pid is not None and not (isinstance(pid, int) and INT32[0] <= pid <= INT32[1]):
+    if pid is not None and not (type(pid) is int and INT32[0] <= pid <= INT32[1]):
         extra["pid"], row["pid"] = str(pid), None
     code = row.get("severity_code")
-    if code is not None and not (isinstance(code, int) and 0 <= code <= 7):
+    if code is not None and not (type(code) is int and 0 <= code <= 7):
         extra["severity_code"], row["severity_code"], row["severity"] = str(code), None, severity_name(None)
-    for name in TEXT_COLUMNS:
+    for name in () if text_is_valid else TEXT_COLUMNS:
         value = row.get(name)
-        if value is not None:
-            if not isinstance(value, str):
-                value, changed = str(value), True
-            safe = _text(value)
-            changed |= safe is not value
-            row[name] = safe
-    fields = row.get("fields")
-    if fields:
+        if value is None or (type(value) is str and value.isascii()):
+            continue
+        safe = _text(value if type(value) is str else str(value))
+        if safe is not value:
+            row[name], changed = safe, True
+    fields = None if text_is_valid else row.get("fields")
+    if fields and not all(type(k) is str and type(v) is str and k.isascii() and v.isascii() for k, v in fields.items()):
         clean = {_text(str(k)): _text(str(v)) for k, v in fields.items() if v is not None}
         changed |= clean != fields
         row["fields"] = clean
@@ -115,12 +114,12 @@ def _row(host: str, source: str, line_id: uuid.UUID, ts: datetime, p: Parsed, no
 
 
 class _Chain:
-    """The previous line of one file generation: where it ended, its stamp and its time."""
+    """The previous line of one file generation: where it ended, its stamp as written, and its time."""
 
-    __slots__ = ("end", "stamp", "ts")
+    __slots__ = ("end", "raw", "ts")
 
-    def __init__(self, end: int, stamp: LocalStamp | None, ts: datetime) -> None:
-        self.end, self.stamp, self.ts = end, stamp, ts
+    def __init__(self, end: int, raw: tuple[str, str, str] | None, ts: datetime) -> None:
+        self.end, self.raw, self.ts = end, raw, ts
 
 
 class RowBuilder:
@@ -129,7 +128,10 @@ class RowBuilder:
     def __init__(self, host: str, journal_hosts: list[tuple[str, str]] | None = None) -> None:
         self.host = host
         self.journal_hosts = [(datetime.fromisoformat(since), h) for since, h in journal_hosts or []]
-        self._chains: OrderedDict[str, _Chain] = OrderedDict()
+        self._chains: dict[str, _Chain] = {}  # insertion-ordered: the oldest generation goes first
+        self._ref, self._follows, self._tz = datetime.now(UTC), False, None  # the line being built
+        self._last_raw: tuple[str, str, str] | None = None
+        self._seen: tuple[str, str, str] | None = None
         self.parse_errors = 0
         self.coerced = 0
 
@@ -142,7 +144,7 @@ class RowBuilder:
             row, pos = self._journal(item, now)
         else:
             row, pos = self._metric(item, now)
-        if coerce(row):
+        if coerce(row, text_is_valid=isinstance(item, RawLine)):
             self.coerced += 1
         return row, pos
 
@@ -150,41 +152,46 @@ class RowBuilder:
         text = item.data.decode("utf-8", "replace")
         chain = self._chains.get(item.key)
         if chain is not None and chain.end <= item.offset:
-            ref, follows, last_stamp = chain.ts, True, chain.stamp
+            self._ref, self._follows, self._last_raw = chain.ts, True, chain.raw
         else:  # the first line read of this generation, or read again from an earlier offset
-            ref = datetime.fromisoformat(item.fallback_ts) if item.fallback_ts else now
-            follows, last_stamp = item.follows, None
-        tz = zone(item.tz or host_zone_name())
-        seen: list[LocalStamp] = []
-
-        def resolve(stamp: LocalStamp) -> datetime | None:
-            seen.append(stamp)
-            if stamp == last_stamp:
-                return ref  # the same second as the previous line: skip the search
-            return resolve_stamp(stamp, tz, ref, follows)
-
+            self._ref = datetime.fromisoformat(item.fallback_ts) if item.fallback_ts else now
+            self._follows, self._last_raw = item.follows, None
+        self._tz = item.tz
+        self._seen = None
         try:
-            p = parse_line(text, item.fmt, resolve=resolve)
+            p = parse_line(text, item.fmt, resolve=self._resolve)
         except Exception:  # parse_line must not raise; if it does, keep the line raw
             p = Parsed(message=text)
         if item.cut:
             p.message += TRUNCATED.format(item.cut)
         if p.format == "raw":
             self.parse_errors += 1
-        if p.ts is not None and not seen and abs(p.ts - ref) > PLAUSIBLE:
+        ref = self._ref
+        if p.ts is not None and self._seen is None and abs(p.ts - ref) > PLAUSIBLE:
             # A full stamp far from its neighbours (year 1, 1970, 2999): one hostile line must not move
             # the reference of every line after it, nor hide itself in a partition nobody reads.
             p.fields = {**(p.fields or {}), "claimed_ts": p.ts.isoformat()}
             p.ts = None
         ts = p.ts or ref
-        self._chains[item.key] = _Chain(item.end, seen[0] if seen and p.ts else None, ts)
-        self._chains.move_to_end(item.key)
-        if len(self._chains) > CHAIN_KEYS:
-            self._chains.popitem(last=False)
+        chains = self._chains
+        chains[item.key] = _Chain(item.end, self._seen if p.ts else None, ts)
+        if len(chains) > CHAIN_KEYS:
+            del chains[next(iter(chains))]
         host = item.host or self.host
         line_id = uuid.uuid5(_NAMESPACE, f"{host}|{item.source}|{item.key}|{item.offset}")
         row = _row(host, item.source, line_id, ts, p, now)
         return row, Position(item.key, item.end, ts.isoformat())
+
+    def _resolve(self, month: str, day: str, clock: str) -> datetime | None:
+        """A traditional stamp, against this file's pinned zone and previous line (set by _file_line)."""
+        raw = (month, day, clock)
+        self._seen = raw
+        if raw == self._last_raw:
+            return self._ref  # the same second as the previous line: no search
+        stamp = local_stamp(month, day, clock)
+        if stamp is None:
+            return None
+        return resolve_stamp(stamp, zone(self._tz or host_zone_name()), self._ref, self._follows)
 
     def skip_position(self, item: RawLine) -> Position:
         """The position of a line that makes no row (empty, or set aside), with the previous line's time.

@@ -34,7 +34,7 @@ _MONTHS = {
 }
 
 LocalStamp = tuple[int, int, int, int, int]  # month, day, hour, minute, second: no year, no zone
-Resolver = Callable[[LocalStamp], "datetime | None"]
+Resolver = Callable[[str, str, str], "datetime | None"]  # month, day, clock as written
 
 
 def local_stamp(month: str, day: str, clock: str) -> LocalStamp | None:
@@ -214,11 +214,7 @@ def parse_line(text: str, fmt: str = "auto", facility: str | None = None, resolv
         m = _TRADITIONAL.match(text)
         if m:
             pri, month, day, clock, host, rest = m.groups()
-            if resolve is None:
-                ts = _resolve_default(month, day.strip(), clock)
-            else:
-                stamp = local_stamp(month, day.strip(), clock)
-                ts = resolve(stamp) if stamp else None
+            ts = (resolve or _resolve_default)(month, day.strip(), clock)
             p = Parsed(message=rest, ts=ts, hostname=host, format="syslog")
             p.facility = facility
             _apply_pri(p, pri)
