@@ -92,7 +92,7 @@ def full_queue_bytes(settings: dict) -> tuple[int, float]:
     handler = CassandraHandler(**settings, queue_maxsize=10_000, batch_size=1)
     handler._start_writer()
     release = threading.Event()
-    handler._writer.durable.sink.write = lambda rows: release.wait(60) and len(rows)
+    handler._writer.durable.sink.write = lambda rows, reject=None: release.wait(60) and len(rows)
     logger = logging.getLogger("bench.mem")
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -106,7 +106,7 @@ def full_queue_bytes(settings: dict) -> tuple[int, float]:
     depth = handler.get_stats()["queue_depth"]
     release.set()
     logger.removeHandler(handler)
-    handler._writer.durable.sink.write = lambda rows: len(rows)
+    handler._writer.durable.sink.write = lambda rows, reject=None: len(rows)
     handler.close()
     return used, depth
 

@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 
 from iact.cassandra.settings import ConnectionSettings, SettingsError
 
+# Where spools live by default: state that must survive a restart. Not $TMPDIR, which systemd's
+# PrivateTmp (set on our own units and on many others) empties whenever the service restarts,
+# exactly when a spool written during an outage is still waiting to be replayed.
+SYSTEM_SPOOL_DIR = "/var/lib/iact/applog"
+
+
+def default_spool_dir() -> str:
+    """/var/lib/iact/applog if this process may write there, else the user's XDG state directory."""
+    if os.path.isdir(SYSTEM_SPOOL_DIR) and os.access(SYSTEM_SPOOL_DIR, os.W_OK | os.X_OK):
+        return SYSTEM_SPOOL_DIR
+    state = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):  # the XDG spec says to ignore a relative value
+        state = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "iact")
+
 
 @dataclass(frozen=True)
 class HandlerConfig:
-    """Everything the writer needs; defaults follow the issue's contract."""
+    """Everything the writer needs; defaults follow the issue's contract.
+
+    `spool_path` is the path prefix of the spool files (`<spool_path>.<pid>.spool`, one per
+    process, each with a `.lock` sidecar). Empty means `<dir>/<app>` where dir is
+    /var/lib/iact/applog when it exists and this process may write there (systemd:
+    `StateDirectory=iact/applog`), else `$XDG_STATE_HOME/iact` or `~/.local/state/iact`: a
+    spool must outlive a restart, so never $TMPDIR, which PrivateTmp discards at every restart.
+    """
 
     hosts: str = ""
     port: int = 9042
@@ -53,7 +76,17 @@ class HandlerConfig:
             local_dc=self.local_dc,
         )
 
-    def spool_file(self) -> str:
-        """Per-process spool, so gunicorn workers never interleave one file."""
-        base = self.spool_path or os.path.join(os.environ.get("TMPDIR", "/tmp"), f"iact-applog-{self.app}")
-        return f"{base}.{os.getpid()}.spool"
+    def spool_base(self) -> str:
+        """Path prefix of this app's spools; decided when a writer starts (the directory may appear later)."""
+        if self.spool_path:
+            return self.spool_path
+        return os.path.join(default_spool_dir(), re.sub(r"[^A-Za-z0-9._-]", "_", self.app) or "app")
+
+    def spool_file(self, attempt: int = 0) -> str:
+        """Per-process spool, so gunicorn workers never interleave one file.
+
+        `attempt` > 0 names an alternative for when a live process in another pid namespace (a
+        container sharing the directory) already owns the file named after our pid.
+        """
+        suffix = f"{os.getpid()}-{attempt}" if attempt else str(os.getpid())
+        return f"{self.spool_base()}.{suffix}.spool"
