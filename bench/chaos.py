@@ -16,13 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents" / "tests"))
 
-from cassandra_node import CassandraNode
+from cassandra_node import schema_session
 from chaos_collector import run_schedules, totals
-
-from iact.cassandra.session import open_session
-from iact.cassandra.settings import ConnectionSettings
-from iact.schema.migrations import apply_migrations, find_cql_dir, load_migrations
-from iact.schema.params import SchemaParams
 
 
 def main() -> int:
@@ -35,25 +30,11 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="keep each schedule's files under this directory")
     args = ap.parse_args()
     seeds = args.seeds or [random.randrange(10**6, 10**9) for _ in range(args.schedules)]
-    node = None
-    port = args.port
-    if port is None:
-        node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-chaos-")))
-        node.start()
-        port = node.port
-    try:
-        settings = ConnectionSettings(contact_points=("127.0.0.1",), port=port)
-        with open_session(settings) as session:
-            if node is not None:
-                params = SchemaParams(replication=(("dc1", 1),))
-                apply_migrations(session, params, load_migrations(find_cql_dir(), params), lambda _line: None)
-            base = args.keep or Path(tempfile.mkdtemp(prefix="iact-chaos-runs-"))
-            t0 = time.monotonic()
-            outcomes = run_schedules(seeds, base, port, session, workers=args.workers)
-            elapsed = time.monotonic() - t0
-    finally:
-        if node is not None:
-            node.cleanup()
+    with schema_session(args.port) as (port, session):
+        base = args.keep or Path(tempfile.mkdtemp(prefix="iact-chaos-runs-"))
+        t0 = time.monotonic()
+        outcomes = run_schedules(seeds, base, port, session, workers=args.workers)
+        elapsed = time.monotonic() - t0
     print(f"{totals(outcomes)} in {elapsed:.0f} s")
     for o in outcomes:
         if not o.ok:

@@ -22,12 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents" / "tests"))
 
 from applog_chaos import describe, run_schedule
-from cassandra_node import CassandraNode
-
-from iact.cassandra.session import open_session
-from iact.cassandra.settings import ConnectionSettings
-from iact.schema.migrations import apply_migrations, find_cql_dir, load_migrations
-from iact.schema.params import SchemaParams
+from cassandra_node import schema_session
 
 
 def main() -> int:
@@ -38,51 +33,37 @@ def main() -> int:
     parser.add_argument("--port", type=int, help="a running node's native port (schema applied); else start one")
     args = parser.parse_args()
 
-    node = None
-    port = args.port
-    if port is None:
-        node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-chaos-")))
-        node.start()
-        port = node.port
-    try:
-        settings = ConnectionSettings(contact_points=("127.0.0.1",), port=port)
-        with open_session(settings) as session:
-            if node is not None:
-                params = SchemaParams(replication=(("dc1", 1),))
-                apply_migrations(session, params, load_migrations(find_cql_dir(), params), lambda _l: None)
-            workroot = Path(tempfile.mkdtemp(prefix="iact-chaos-run-"))
-            totals = dict.fromkeys(("logged", "stored", "duplicated", "dropped", "missing"), 0)
-            failed: list[int] = []
-            exercised: Counter[str] = Counter()
-            started = time.monotonic()
-            for seed in range(args.seed, args.seed + args.schedules):
-                out = run_schedule(seed, port, session, workroot)
-                for key in totals:
-                    totals[key] += getattr(out, key)
-                exercised.update(out.notes)
-                status = "ok  " if out.ok else "FAIL"
-                print(
-                    f"{status} seed {seed}: logged {out.logged} stored {out.stored} dropped {out.dropped} "
-                    f"missing {out.missing} duplicated {out.duplicated} ({out.seconds:.1f} s)",
-                    flush=True,
-                )
-                if not out.ok:
-                    failed.append(seed)
-                    print(describe(out), flush=True)
+    with schema_session(args.port) as (port, session):
+        workroot = Path(tempfile.mkdtemp(prefix="iact-chaos-run-"))
+        totals = dict.fromkeys(("logged", "stored", "duplicated", "dropped", "missing"), 0)
+        failed: list[int] = []
+        exercised: Counter[str] = Counter()
+        started = time.monotonic()
+        for seed in range(args.seed, args.seed + args.schedules):
+            out = run_schedule(seed, port, session, workroot)
+            for key in totals:
+                totals[key] += getattr(out, key)
+            exercised.update(out.notes)
+            status = "ok  " if out.ok else "FAIL"
             print(
-                f"\n{args.schedules} schedules in {time.monotonic() - started:.0f} s: "
-                + ", ".join(f"{k} {v}" for k, v in totals.items())
+                f"{status} seed {seed}: logged {out.logged} stored {out.stored} dropped {out.dropped} "
+                f"missing {out.missing} duplicated {out.duplicated} ({out.seconds:.1f} s)",
+                flush=True,
             )
-            print("exercised: " + ", ".join(f"{k} {v}" for k, v in sorted(exercised.items())))
-            if failed:
-                print(f"failing seeds: {failed}\nwork files of failing seeds: {workroot}")
-                return 1
-            print("no failing seed")
-            shutil.rmtree(workroot, ignore_errors=True)
-            return 0
-    finally:
-        if node is not None:
-            node.cleanup()
+            if not out.ok:
+                failed.append(seed)
+                print(describe(out), flush=True)
+        print(
+            f"\n{args.schedules} schedules in {time.monotonic() - started:.0f} s: "
+            + ", ".join(f"{k} {v}" for k, v in totals.items())
+        )
+        print("exercised: " + ", ".join(f"{k} {v}" for k, v in sorted(exercised.items())))
+        if failed:
+            print(f"failing seeds: {failed}\nwork files of failing seeds: {workroot}")
+            return 1
+        print("no failing seed")
+        shutil.rmtree(workroot, ignore_errors=True)
+        return 0
 
 
 if __name__ == "__main__":

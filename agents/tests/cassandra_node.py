@@ -12,8 +12,12 @@ import signal
 import socket
 import subprocess
 import tarfile
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 JVM17 = ROOT / "roles" / "cassandra_cluster" / "templates" / "jvm17-server.options.j2"
@@ -123,3 +127,29 @@ batch_size_fail_threshold: 640KiB
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def schema_session(port: int | None = None) -> Iterator[tuple[int, Any]]:
+    """(port, session) on a node with the repository's schema: the one listening on `port`, or a
+    node started here from the cached tarball and removed afterwards. For on-demand tools (bench/).
+    """
+    from iact.cassandra.session import open_session
+    from iact.cassandra.settings import ConnectionSettings
+    from iact.schema.migrations import apply_migrations, find_cql_dir, load_migrations
+    from iact.schema.params import SchemaParams
+
+    node = None
+    if port is None:
+        node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-node-")))
+        node.start()
+        port = node.port
+    try:
+        with open_session(ConnectionSettings(contact_points=("127.0.0.1",), port=port)) as session:
+            if node is not None:
+                params = SchemaParams(replication=(("dc1", 1),))
+                apply_migrations(session, params, load_migrations(find_cql_dir(), params), lambda _line: None)
+            yield port, session
+    finally:
+        if node is not None:
+            node.cleanup()
