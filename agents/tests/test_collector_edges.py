@@ -205,3 +205,18 @@ def test_a_recycled_inode_after_an_empty_generation_is_followed(tmp_path):
     with open(log, "a") as f:
         f.write("after two recycles\n")
     assert [x.data for x in read_all(t, cp)] == [b"after two recycles"]
+
+
+def test_a_file_seen_only_empty_then_written_and_rotated_while_stopped_is_read_once(tmp_path):
+    log = tmp_path / "app.log"
+    log.touch()
+    cp = Checkpoints(tmp_path / "cp.json")
+    read_all(tailer(cp, str(log)), cp)
+    cp.save()
+    time.sleep(1.1)  # what follows happens after the last save, as it would while the agent is down
+    log.write_text("written while stopped\n")
+    os.rename(log, tmp_path / "app.log.1")
+    log.write_text("the new file\n")
+    cp = Checkpoints(tmp_path / "cp.json")
+    got = [x.data for x in read_all(tailer(cp, str(log)), cp)]
+    assert sorted(got) == [b"the new file", b"written while stopped"]

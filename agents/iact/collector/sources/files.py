@@ -233,8 +233,13 @@ class FileTailer:
 
     def _resume_rotated_while_stopped(self) -> None:
         specs = {s.source: s for s in self.specs}
-        for state in list(self.checkpoints.files.values()):
-            if state.key in self.tracked or state.closed_at is not None:
+        waiting = [s for s in self.checkpoints.files.values() if s.key not in self.tracked and s.closed_at is None]
+        for state in sorted(waiting, key=lambda s: s.fp_len > 0):
+            if state.fp_len == 0:
+                # Seen only empty: nothing of it was read, so there is nothing to resume. Matching it by
+                # inode alone could hand a reused inode (a copy of another generation) to the wrong
+                # key; whatever the file holds now is read as a new file (or as the copy it is).
+                self.checkpoints.forget(state.key)
                 continue
             fd = None if state.truncated else self._find_in_directory(state)
             if fd is None:
