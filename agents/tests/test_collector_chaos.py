@@ -15,7 +15,7 @@ pytestmark = pytest.mark.cassandra
 
 SCHEDULES = int(os.environ.get("IACT_CHAOS_SCHEDULES", "200"))
 # Random seeds that once failed (bench/chaos.py found them), replayed every run from then on.
-REGRESSIONS = [912816328, 577306482]
+REGRESSIONS = [912816328, 577306482, 694720669]
 
 
 def test_fixed_schedules_store_every_line_exactly_once(cassandra_node, session, tmp_path):

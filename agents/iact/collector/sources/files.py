@@ -86,6 +86,7 @@ class FileTailer:
         self.tracked: dict[str, Tracked] = {}
         self._initial = True
         self._discovered_at: float | None = None
+        self._deferred_unseen: list[tuple[float | None, list[str]]] = []
         self.copies_adopted = 0
         zone_name = host_zone_name()
         for state in checkpoints.files.values():  # generations saved by an older agent: pin them now
@@ -224,8 +225,10 @@ class FileTailer:
             self._track(state, spec, fd)
             by_identity[(st.st_dev, st.st_ino)] = self.tracked[state.key]
         if rotated_paths and not self._initial:
-            # Rotated twice since the last look: the file in between was never seen.
-            self._unseen_rotations(since, rotated_paths)
+            # Rotated twice since the last look: the file in between was never seen. Looked for after
+            # this poll's reads, once truncated generations have claimed their copies: a copy is not
+            # a file never seen, even when its first bytes are too few to tell.
+            self._deferred_unseen.append((since, rotated_paths))
         if self._initial:
             self._resume_rotated_while_stopped()
             self._unseen_rotations(self.checkpoints.last_saved, sorted(self.checkpoints.known_paths))
@@ -400,6 +403,9 @@ class FileTailer:
         self.discover()
         for t in list(self.tracked.values()):
             yield from self._read(t)
+        while self._deferred_unseen:
+            since, paths = self._deferred_unseen.pop(0)
+            self._unseen_rotations(since, paths)
 
     def _check_replaced(self, t: Tracked, st: os.stat_result) -> bool:
         """Truncated (size below our position) or rewritten (first bytes changed)? copytruncate does both."""
