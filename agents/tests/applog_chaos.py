@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diskfull import fill
 from tcp_proxy import TcpProxy
 
 from iact.sink.spool import Spool
@@ -144,18 +145,6 @@ class _App:
             self._stderr.close()
 
 
-def _fill(directory: Path) -> Path:
-    ballast = directory / "ballast"
-    with open(ballast, "ab", buffering=0) as f:
-        for size in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError:
-                continue
-    return ballast
-
-
 def _left_in_spools(spool_dir: Path) -> tuple[int, list[str]]:
     """Rows still in the spool files once every process has exited, and those files' names."""
     files = sorted(p for p in spool_dir.glob("*.spool"))
@@ -235,7 +224,7 @@ def run_schedule(seed: int, cassandra_port: int, session: Any, workroot: Path) -
             elif op == "restore":
                 proxy.restore()
             elif op == "fill":
-                ballast = _fill(spool_dir)
+                ballast = fill(spool_dir)
             elif op == "free":
                 if ballast is not None:
                     ballast.unlink()

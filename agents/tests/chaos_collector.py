@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from diskfull import fill
 from tcp_proxy import TcpProxy
 
 ZONES = ("UTC", "Asia/Tokyo", "Australia/Sydney", "America/New_York")
@@ -369,13 +370,7 @@ class Schedule:
         if self.agent.tmpfs is None or self.filler is not None:
             return
         self.out.steps.append("spool disk full")
-        self.filler = self.agent.tmpfs / "filler"
-        try:
-            with open(self.filler, "wb", buffering=0) as f:
-                while True:
-                    f.write(b"\0" * 4096)
-        except OSError:
-            pass  # full
+        self.filler = fill(self.agent.tmpfs)
 
     def _free_disk(self) -> None:
         if self.filler is not None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from diskfull import fill
 from tcp_proxy import TcpProxy
 from test_applog_cassandra import rows_of
 
@@ -67,19 +68,6 @@ def tmpfs():
     yield mount
     for path in reversed(mounted):
         subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write a ballast file until the filesystem has no block left."""
-    ballast = directory / "ballast"
-    with open(ballast, "wb", buffering=0) as f:
-        for size in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError:
-                continue
-    return ballast
 
 
 # -- 1. the writer survives an unexpected exception ---------------------------------------------
