@@ -39,9 +39,12 @@ def tarball_path() -> Path:
 class CassandraNode:
     """One node: unpack, configure for loopback with free ports, start, stop, restart."""
 
-    def __init__(self, workdir: Path, heap_mb: int = 512) -> None:
+    def __init__(self, workdir: Path, heap_mb: int = 512, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: (key+certificate PEM, CA PEM) to accept TLS clients on the native port, besides
+        plaintext ones (`optional`), as the role configures a node mid-migration."""
         self.workdir = workdir
         self.heap_mb = heap_mb
+        self.tls = tls
         self.port = _free_port()
         self.storage_port = _free_port()
         self.jmx_port = _free_port()
@@ -79,7 +82,7 @@ hints_directory: {data}/hints
 saved_caches_directory: {data}/saved_caches
 batch_size_warn_threshold: 64KiB
 batch_size_fail_threshold: 640KiB
-"""
+{self._client_encryption()}"""
         )
         (conf / "cassandra-rackdc.properties").write_text("dc=dc1\nrack=rack1\n")
         jvm17 = "\n".join(line for line in JVM17.read_text().splitlines() if line.startswith("-"))
@@ -93,6 +96,21 @@ batch_size_fail_threshold: 640KiB
             "<file>${cassandra.logdir}/system.log</file><encoder><pattern>%-5level %date %msg%n</pattern></encoder>"
             '</appender><root level="INFO"><appender-ref ref="F"/></root></configuration>\n'
         )
+
+    def _client_encryption(self) -> str:
+        if self.tls is None:
+            return ""
+        keystore, ca = self.tls
+        return f"""client_encryption_options:
+  enabled: true
+  optional: true
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: {keystore}
+  truststore: {ca}
+  require_client_auth: false
+  accepted_protocols: [TLSv1.3, TLSv1.2]
+"""
 
     def start(self, timeout: float = 180) -> None:
         env = dict(os.environ, JMX_PORT=str(self.jmx_port), CASSANDRA_LOG_DIR=str(self.workdir / "logs"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cassandra_node import CassandraNode
 from hypothesis import settings
+from pki import TestCA
 
 from iact.cassandra.session import open_session
 from iact.cassandra.settings import ConnectionSettings
@@ -23,8 +24,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
-def cassandra_node():
-    node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-cassandra-")))
+def tls_ca():
+    """The CA that signed the session node's certificate (127.0.0.1 and localhost)."""
+    return TestCA(Path(tempfile.mkdtemp(prefix="iact-ca-")))
+
+
+@pytest.fixture(scope="session")
+def cassandra_node(tls_ca):
+    """One node for the session; it accepts TLS clients (verified against `tls_ca`) and plaintext ones."""
+    issued = tls_ca.issue("node")
+    node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-cassandra-")), tls=(issued.bundle, tls_ca.ca_file))
     try:
         node.start()
         settings = ConnectionSettings(contact_points=("127.0.0.1",), port=node.port)

@@ -7,6 +7,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
+from iact.cassandra.names import cql_identifier
 from iact.cassandra.settings import ConnectionSettings, SettingsError
 
 # Where spools live by default: state that must survive a restart. Not $TMPDIR, which systemd's
@@ -41,6 +42,8 @@ class HandlerConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
     local_dc: str | None = None
     keyspace: str = "logging"
     table: str = "application_logs"
@@ -64,6 +67,8 @@ class HandlerConfig:
             raise SettingsError("CassandraHandler flush_interval and close_timeout must be positive seconds")
         if self.spool_max_bytes < 4096:
             raise SettingsError("CassandraHandler spool_max_bytes must be at least 4096")
+        cql_identifier(self.keyspace, "CassandraHandler keyspace")
+        cql_identifier(self.table, "CassandraHandler table")
 
     def connection(self) -> ConnectionSettings:
         """Connection settings, with IACT_CASSANDRA_* variables filling what was not passed."""
@@ -73,6 +78,8 @@ class HandlerConfig:
             username=self.username,
             password=self.password,
             ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
             local_dc=self.local_dc,
         )
 

@@ -23,6 +23,9 @@ class ConnectionSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
+    # A client certificate and its key, for clusters that set require_client_auth.
+    cert_file: str | None = None
+    key_file: str | None = None
     local_dc: str | None = None
     connect_timeout: float = 10.0
 
@@ -40,6 +43,16 @@ class ConnectionSettings:
             )
         if self.ca_file and not os.path.isfile(self.ca_file):
             raise SettingsError(f"CA file {self.ca_file} does not exist: fix --ca-file or IACT_CASSANDRA_CA_FILE")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise SettingsError(
+                "a client certificate needs its key and the other way round: set both cert_file and key_file "
+                "(IACT_CASSANDRA_CERT_FILE and IACT_CASSANDRA_KEY_FILE), or neither"
+            )
+        if self.cert_file and not self.ca_file:
+            raise SettingsError("a client certificate is only sent over TLS: set ca_file (IACT_CASSANDRA_CA_FILE) too")
+        for what, path in (("certificate", self.cert_file), ("key", self.key_file)):
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"client {what} file {path} does not exist: fix the {what} file setting")
 
     @classmethod
     def from_env(
@@ -53,6 +66,8 @@ class ConnectionSettings:
             "username": os.environ.get("IACT_CASSANDRA_USERNAME") or None,
             "password": os.environ.get("IACT_CASSANDRA_PASSWORD") or None,
             "ca_file": os.environ.get("IACT_CASSANDRA_CA_FILE") or None,
+            "cert_file": os.environ.get("IACT_CASSANDRA_CERT_FILE") or None,
+            "key_file": os.environ.get("IACT_CASSANDRA_KEY_FILE") or None,
             "local_dc": os.environ.get("IACT_CASSANDRA_LOCAL_DC") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -66,6 +81,8 @@ class ConnectionSettings:
             username=username,
             password=password,
             ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
             local_dc=self.local_dc,
             connect_timeout=self.connect_timeout,
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from iact.cassandra.names import cql_identifier
 from iact.cassandra.settings import ConnectionSettings, SettingsError
 from iact.yamlconfig import ConfigError, Section
 
@@ -40,6 +41,8 @@ class CassandraConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
     local_dc: str | None = None
     keyspace: str = "logging"
     table: str = "infrastructure_logs"
@@ -54,6 +57,8 @@ class CassandraConfig:
             username=self.username,
             password=self.password or (os.environ.get("IACT_CASSANDRA_PASSWORD") if self.username else None),
             ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
             local_dc=self.local_dc,
         )
 
@@ -127,6 +132,8 @@ def _cassandra(s: Section) -> CassandraConfig:
         username=s.get("username", str, None),
         password=s.get("password", str, None),
         ca_file=s.get("ca_file", str, None),
+        cert_file=s.get("cert_file", str, None),
+        key_file=s.get("key_file", str, None),
         local_dc=s.get("local_dc", str, None),
         keyspace=s.get("keyspace", str, "logging"),
         table=s.get("table", str, "infrastructure_logs"),
@@ -136,6 +143,8 @@ def _cassandra(s: Section) -> CassandraConfig:
     s.done()
     try:
         conf.connection()
+        cql_identifier(conf.keyspace, "keyspace")
+        cql_identifier(conf.table, "table")
     except SettingsError as exc:
         raise ConfigError(f"cassandra: {exc}") from exc
     from cassandra import ConsistencyLevel  # the driver is heavy; only import once the file parsed

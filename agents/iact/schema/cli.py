@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--contact-points", help="comma-separated nodes (default: $IACT_CASSANDRA_HOSTS)")
     p.add_argument("--port", type=int, help="native port (default: $IACT_CASSANDRA_PORT or 9042)")
     p.add_argument("--ca-file", help="CA bundle for client TLS (default: $IACT_CASSANDRA_CA_FILE)")
+    p.add_argument("--cert-file", help="client cert for require_client_auth (default: $IACT_CASSANDRA_CERT_FILE)")
+    p.add_argument("--key-file", help="key of --cert-file (default: $IACT_CASSANDRA_KEY_FILE)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def schema_args(sp: argparse.ArgumentParser) -> None:
@@ -76,7 +78,9 @@ def _params(args: argparse.Namespace) -> SchemaParams:
 
 def run(args: argparse.Namespace) -> int:
     """Execute one parsed command; returns the exit status."""
-    settings = ConnectionSettings.from_env(args.contact_points, args.port, ca_file=args.ca_file)
+    settings = ConnectionSettings.from_env(
+        args.contact_points, args.port, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file
+    )
     changed = False
     if args.command == "apply":
         params = _params(args)
