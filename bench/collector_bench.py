@@ -7,11 +7,17 @@ Prints, each against a baseline measured in the same run:
   cassandra-stress is not published on Maven Central for 5.0 and so is not in the lab tarball;
 - CPU and RSS of the agent process while it follows a file growing by 1,000 lines/s;
 - bytes per stored line on disk after flush and major compaction (nodetool tablestats).
+
+`--tls` measures instead the cost of TLS on ingest (bench/tls_compare.py says how): the sink alone and
+the agent end to end, each with TLS off (no ca_file, the baseline) and on (ca_file), alternating on one
+node that accepts both; it prints rows/s of every run, the pooled rates and TLS/plaintext.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agents" / "tests"))
 
 from cassandra_node import CassandraNode
+from tls_compare import Run, abba, connection, cpu_seconds, local_ports, report, tls_node, transport
 
 from iact.cassandra.session import open_session
 from iact.cassandra.settings import ConnectionSettings
@@ -95,14 +102,21 @@ def generate(path: Path, n: int, host: str) -> int:
     return path.stat().st_size
 
 
-def agent_config(tmp: Path, port: int, log: Path, host: str) -> Path:
-    """A collector.yaml following one file into the bench node."""
+def agent_config(tmp: Path, port: int, log: Path, host: str, ca_file: str | None = None) -> Path:
+    """A collector.yaml following one file into the bench node (over verified TLS when given a CA file).
+
+    The status file, which says when the last line is acknowledged, is written every 0.2 s rather
+    than every 2 s, so that the end of a run is seen within 0.2 s.
+    """
+    cassandra: dict = {"hosts": ["127.0.0.1"], "port": port, "consistency": "ONE"}
+    if ca_file:
+        cassandra["ca_file"] = ca_file
     conf = {
-        "host": host, "cassandra": {"hosts": ["127.0.0.1"], "port": port, "consistency": "ONE"},
+        "host": host, "cassandra": cassandra,
         "sources": {"files": [{"path": str(log), "source": "bench", "format": "syslog"}],
                     "journal": {"enabled": False}},
         "start_position": "beginning", "state_dir": str(tmp / "state"), "metrics": {"interval": 0},
-        "poll_interval": 0.1,
+        "poll_interval": 0.1, "status_interval": 0.2,
     }  # fmt: skip
     path = tmp / "collector.yaml"
     path.write_text(yaml.safe_dump(conf))
@@ -118,35 +132,63 @@ def status(tmp: Path) -> dict:
 
 
 def run_agent(config: Path) -> subprocess.Popen[bytes]:
-    """The agent as systemd would run it."""
-    return subprocess.Popen([sys.executable, "-m", "iact.collector.cli", "run", "--config", str(config)])
+    """The agent as systemd would run it; its own log goes to agent.log next to its config."""
+    with open(config.parent / "agent.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "iact.collector.cli", "run", "--config", str(config)], stderr=log, stdout=log
+        )
 
 
 def ingest(port: int) -> tuple[float, int]:
     """Lines/s from agent start until every line of a prepared file is acknowledged; bytes per line."""
+    run, size = ingest_run(port, N_INGEST, "ingest")
+    return run.rate, size // N_INGEST
+
+
+def ingest_run(
+    port: int, n: int, host: str, ca_file: str | None = None, observer: object = None, node_pid: int | None = None
+) -> tuple[Run, int]:
+    """One agent ingesting a prepared file of n lines, timed from its start to the last acknowledgement.
+
+    With an observer session, the node is asked whether the agent's connections used TLS, just
+    before the agent stops. Also returns the file's size.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="iact-bench-ingest-"))
     log = tmp / "bench.log"
-    size = generate(log, N_INGEST, "ingest")
-    agent = run_agent(agent_config(tmp, port, log, "ingest"))
+    size = generate(log, n, host)
+    node_cpu = cpu_seconds(node_pid) if node_pid else 0.0
+    agent = run_agent(agent_config(tmp, port, log, host, ca_file))
     start = time.perf_counter()
-    while status(tmp).get("counters", {}).get("rows_acknowledged", 0) < N_INGEST:
+    while status(tmp).get("counters", {}).get("rows_acknowledged", 0) < n:
+        if agent.poll() is not None:
+            raise RuntimeError(f"the agent exited with {agent.returncode} before acknowledging {n:,} lines: "
+                               f"see {tmp / 'agent.log'}")  # fmt: skip
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
+    client_cpu = cpu_seconds(agent.pid)
+    node_cpu = cpu_seconds(node_pid) - node_cpu if node_pid else None
+    wire = transport(observer, local_ports(agent.pid, port), ca_file is not None) if observer is not None else ""
     agent.terminate()
     agent.wait(30)
-    return N_INGEST / elapsed, size // N_INGEST
+    return Run("ingest end to end (agent process)", ca_file is not None, n, elapsed, client_cpu, node_cpu, wire), size
 
 
-def ceiling(port: int) -> float:
-    """The shared sink alone writing the same rows, pre-built: the best of 1,000 and 5,000 per call."""
-    tmp = Path(tempfile.mkdtemp(prefix="iact-bench-ceiling-"))
-    generate(tmp / "c.log", N_INGEST, "ceiling")
-    builder = RowBuilder("ceiling")
+def prebuilt_rows(n: int, host: str) -> list[dict]:
+    """n rows as the agent builds them from n generated lines."""
+    tmp = Path(tempfile.mkdtemp(prefix="iact-bench-rows-"))
+    generate(tmp / "c.log", n, host)
+    builder = RowBuilder(host)
     rows, off = [], 0
     with open(tmp / "c.log", "rb") as f:
         for line in f:
             rows.append(builder.build(RawLine("bench", "k", off, off + len(line), line[:-1], 0, "syslog", None))[0])
             off += len(line)
+    return rows
+
+
+def ceiling(port: int) -> float:
+    """The shared sink alone writing the same rows, pre-built: the best of 1,000 and 5,000 per call."""
+    rows = prebuilt_rows(N_INGEST, "ceiling")
     conn = ConnectionSettings(contact_points=("127.0.0.1",), port=port)
     sink = CassandraSink(conn, "logging", "infrastructure_logs", COLUMNS, PARTITION_KEY, consistency="ONE",
                          max_batch_rows=1000)  # fmt: skip
@@ -200,8 +242,63 @@ def bytes_per_line(node: CassandraNode) -> tuple[float, int]:
     return live / rows, rows
 
 
+def sink_run(port: int, rows: list[dict], ca_file: str | None, observer: object, node_pid: int) -> Run:
+    """The shared sink alone writing pre-built rows, 5,000 per call as a backlogged agent delivers them.
+
+    Its connection is made before the clock starts (a 100-row write), as a running agent's is.
+    """
+    before = local_ports(os.getpid(), port)  # the observer's own connections
+    sink = CassandraSink(connection(port, ca_file), "logging", "infrastructure_logs", COLUMNS, PARTITION_KEY,
+                         consistency="ONE", max_batch_rows=1000)  # fmt: skip
+    try:
+        sink.write(rows[:100])
+        cpu, node_cpu, start = time.process_time(), cpu_seconds(node_pid), time.perf_counter()
+        for i in range(0, len(rows), 5000):
+            sink.write(rows[i : i + 5000])
+        elapsed = time.perf_counter() - start
+        cpu, node_cpu = time.process_time() - cpu, cpu_seconds(node_pid) - node_cpu
+        wire = transport(observer, local_ports(os.getpid(), port) - before, ca_file is not None)
+    finally:
+        sink.close()
+    return Run("sink alone, pre-built rows (CL ONE)", ca_file is not None, len(rows), elapsed, cpu, node_cpu, wire)
+
+
+def tls_main(rounds: int, lines: int) -> None:
+    """TLS off and on against one node, alternating: the sink alone, then the agent end to end."""
+    print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
+          f"({os.cpu_count()} CPUs)", flush=True)  # fmt: skip
+    order = abba(rounds)
+    runs: list[Run] = []
+    with tls_node() as (node, ca_file, observer):
+        assert node.proc is not None
+        pid = node.proc.pid
+        rows = prebuilt_rows(lines, "sink")
+        # Warm-up, not counted: the node's JIT and the first memtable, for both transports.
+        for tls in (False, True):
+            sink_run(node.port, rows[: lines // 4], ca_file if tls else None, observer, pid)
+        for tls in order:
+            runs.append(sink_run(node.port, rows, ca_file if tls else None, observer, pid))
+        for i, tls in enumerate(order):
+            run, _size = ingest_run(node.port, lines, f"run{i:02d}", ca_file if tls else None, observer, pid)
+            runs.append(run)
+    print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    print(
+        f"{lines:,} rows per run, {rounds} rounds in ABBA order; TLS: verified against the node's CA "
+        "(ca_file); client CPU: the agent process (end to end) or this process (sink alone)\n"
+    )
+    report(runs)
+
+
 def main() -> None:
-    """Start a node, measure, print the table."""
+    """Start a node, measure, print the table (with --tls: the TLS comparison only)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tls", action="store_true", help="compare TLS on and off on ingest (only that)")
+    ap.add_argument("--rounds", type=int, default=3, help="--tls: pairs of runs per measure (default 3)")
+    ap.add_argument("--lines", type=int, default=50_000, help="--tls: rows per run (default 50,000)")
+    args = ap.parse_args()
+    if args.tls:
+        tls_main(args.rounds, args.lines)
+        return
     parse = parse_rates()
     node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-bench-")), heap_mb=1024)
     node.start()

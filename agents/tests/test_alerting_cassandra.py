@@ -3,6 +3,8 @@ SMTP servers on loopback standing in for Slack and the mail relay."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import http.server
 import json
 import socket
@@ -52,13 +54,15 @@ class Slack(http.server.ThreadingHTTPServer):
 
 
 class Mailbox:
-    """aiosmtpd handler recording messages."""
+    """aiosmtpd handler recording messages and their envelope recipients."""
 
     def __init__(self) -> None:
         self.messages: list[str] = []
+        self.recipients: list[list[str]] = []
 
     async def handle_DATA(self, _server, _session, envelope):
         self.messages.append(envelope.content.decode())
+        self.recipients.append(list(envelope.rcpt_tos))
         return "250 OK"
 
 
@@ -99,7 +103,8 @@ class World:
         self.alert_log = tmp_path / "log_alerts.log"
         self.conf = AlertConfig(
             connection=cassandra_settings, rules=(), name=f"test-{self.tag}", interval=300, query_delay=60,
-            slack=SlackConfig(slack.url), email=EmailConfig("127.0.0.1", smtp.port, "alerts@lab", ("ops@lab",)),
+            slack=SlackConfig(slack.url),
+            email=EmailConfig("127.0.0.1", smtp.port, "alerts@lab", ("ops@lab",), security="none"),
             log_path=str(self.alert_log), attempts=2, backoff=0.01,
         )  # fmt: skip
         self.now = self.base
@@ -142,11 +147,12 @@ class World:
             self.infra(host, at)
             at += timedelta(minutes=1)
 
-    def run(self, at, dry_run=False):
+    def run(self, at, dry_run=False, **channels):
+        """One evaluation at `at`, through the configured channels (keyword arguments replace some)."""
         self.now = at
         store = StateStore(self.session, "logging", self.conf.name)
-        ev = Evaluator(self.conf, WindowQuery(self.session, "logging"), store, build_channels(self.conf), dry_run,
-                       clock=lambda: at)  # fmt: skip
+        ev = Evaluator(self.conf, WindowQuery(self.session, "logging"), store,
+                       {**build_channels(self.conf), **channels}, dry_run, clock=lambda: at)  # fmt: skip
         return ev.run()
 
     def logged(self):
@@ -290,6 +296,52 @@ def test_failing_channel_does_not_block_the_others(world, slack, smtp):
     assert report.failures and report.failures[0].startswith("slack: Slack webhook answered HTTP 500")
     assert "secret" not in " ".join(report.failures)
     assert len(smtp.messages) == 1 and len(world.logged()) == 1
+
+
+EVIL = "app.evil\r\nBcc: victim@elsewhere\x00\x1b[31m\u2028end"
+
+
+def test_control_characters_in_a_key_neither_abort_the_run_nor_reach_a_header(world, slack, smtp):
+    world.rules({"name": "loop", "window": "5m", "threshold": 0, "group_by": "logger"})
+    world.write(1, window(world, 1), logger=EVIL)
+    world.write(1, window(world, 1), logger="app.db")
+    report = world.run(window(world, 6))
+    assert sorted(n.key for n in report.notifications) == sorted([EVIL, "app.db"]) and not report.failures
+    messages = [email.message_from_string(m, policy=email.policy.default) for m in smtp.messages]
+    assert smtp.recipients == [["ops@lab"], ["ops@lab"]] and not any("Bcc" in m for m in messages)
+    subjects = sorted(m["Subject"] for m in messages)
+    assert subjects[1].endswith(r"[app.evil\r\nBcc: victim@elsewhere\x00\x1b[31m\u2028end]"), subjects
+    assert len(slack.received) == 2 and sorted(e["key"] for e in world.logged()) == sorted([EVIL, "app.db"])
+    store = StateStore(world.session, "logging", world.conf.name)
+    assert store.watermark() == window(world, 5), "the run finished and saved its progress"
+    assert store.states(world.conf.rules[0].name)[EVIL].firing
+    # The next run is not stuck on the key: it resolves it.
+    report = world.run(window(world, 11))
+    assert sorted((n.key, n.status) for n in report.notifications) == sorted(
+        [(EVIL, "resolved"), ("app.db", "resolved")]
+    )
+
+
+class Exploding:
+    """A channel with a bug: it raises something no channel is supposed to."""
+
+    name = "email"
+
+    def send(self, n):
+        raise KeyError(n.key)
+
+
+def test_a_channel_that_raises_anything_stops_neither_the_others_nor_the_state(world, slack):
+    world.rules({"name": "err", "filter": {"level": "ERROR"}, "window": "5m", "threshold": 0})
+    world.write(1, window(world, 1))
+    world.write(1, window(world, 6))  # still firing in the next window
+    report = world.run(window(world, 6), email=Exploding())
+    assert [f.split(":")[0] for f in report.failures] == ["email"] and "KeyError" in report.failures[0]
+    assert len(slack.received) == 1 and len(world.logged()) == 1
+    store = StateStore(world.session, "logging", world.conf.name)
+    assert store.watermark() == window(world, 5)
+    assert store.states(world.conf.rules[0].name)["*"].firing
+    assert world.run(window(world, 11), email=Exploding()).notifications == [], "fired once, state kept"
 
 
 def test_dry_run_changes_nothing(world, capsys):

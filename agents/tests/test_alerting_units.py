@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pki import TestCA
 
 from iact.alerting.config import from_mapping
 from iact.alerting.engine import window_ends
-from iact.alerting.notify import Notification
+from iact.alerting.notify import LogChannel, Notification, slack_text
 from iact.alerting.query import WindowCounts
 from iact.alerting.rules import BUILTIN, RuleError, load_rules, parse_rules
 from iact.yamlconfig import ConfigError
@@ -133,3 +135,34 @@ def test_samples_are_the_newest_rows_in_time_order_whatever_the_arrival_order():
         counts.offer("*", start + timedelta(seconds=second), f"line {second}", keep=3)
     assert counts.samples("*") == ["line 7", "line 8", "line 9"]
     assert counts.samples("other") == []
+
+
+def test_cassandra_ca_file_reaches_the_connection_and_is_checked_at_start(tmp_path):
+    ca = TestCA(tmp_path / "pki").ca_file
+    conf = from_mapping({"cassandra": {"hosts": ["h"], "ca_file": str(ca)}})
+    assert conf.connection.ca_file == str(ca)
+    assert from_mapping({"cassandra": {"hosts": ["h"], "ca_file": ""}}).connection.ca_file is None
+    with pytest.raises(ConfigError, match=r"cassandra\.ca_file: cannot load .*missing\.pem \(No such file"):
+        from_mapping({"cassandra": {"hosts": ["h"], "ca_file": str(tmp_path / "missing.pem")}})
+    ca.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"cassandra\.ca_file: cannot load .*no PEM certificate"):
+        from_mapping({"cassandra": {"hosts": ["h"], "ca_file": str(ca)}})
+
+
+def test_slack_text_cannot_page_everyone_or_forge_links():
+    n = Notification("errors", "<!channel>", "firing", "warning", 11, 10, "frequency",
+                     "2026-11-23T10:00:00+00:00", "2026-11-23T10:05:00+00:00",
+                     ["Invalid HTTP_HOST header: '<!here|x>' & <https://evil.example|click>"])  # fmt: skip
+    text = slack_text(n)
+    assert "<" not in text and "&lt;!channel>" in text and "&amp; &lt;https://evil.example|click>" in text
+    assert "(fires when > 10)" in text, "a lone > is text, left as it is"
+
+
+def test_alert_log_is_one_line_per_notice_whatever_the_key(tmp_path):
+    path = tmp_path / "log_alerts.log"
+    keys = ["app.evil\r\n{}\x00", "para\u2028graph\u2029", "nel\x85", "caf\u00e9"]
+    for key in keys:
+        LogChannel(str(path)).send(Notification("loop", key, "firing", "warning", 1, 0, "frequency", "a", "b"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["key"] for line in lines] == keys
+    assert "caf\u00e9" in lines[-1], "readable text stays readable"

@@ -5,6 +5,7 @@ import threading
 import pytest
 
 from iact.applog import CassandraHandler, JsonFormatter, RequestContextFilter
+from iact.applog.context import session_hash
 from iact.applog.rows import MAX_MESSAGE_CHARS, build_row, clean_text, row_from_json, row_to_json
 from iact.cassandra.settings import SettingsError
 from iact.sink.spool import Spool
@@ -82,6 +83,17 @@ def test_context_filter_defaults_to_none():
     record = make_record()
     assert RequestContextFilter().filter(record)
     assert record.request_id is None and record.user_id is None
+
+
+def test_session_ids_are_keyed_hashes_that_correlate_without_revealing_the_key():
+    """Non-Django users get a per-process key; under Django the key derives from SECRET_KEY."""
+    key = "k3ysessionvalue0123456789abcdefg"
+    plain = session_hash(key)
+    assert plain is not None and len(plain) == 16 and key not in plain and plain == session_hash(key)
+    keyed = session_hash(key, "secret-a")
+    assert keyed == session_hash(key, "secret-a") != session_hash(key, "secret-b")
+    assert keyed != session_hash(key[:-1] + "h", "secret-a")
+    assert session_hash(None, "secret-a") is None and session_hash("", "secret-a") is None
 
 
 def test_bad_settings_fail_at_construction():

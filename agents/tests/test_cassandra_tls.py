@@ -138,3 +138,17 @@ def test_schema_cli_verifies_over_tls(cassandra_node, tls_ca, capsys):
         ]
     )
     assert rc == 0, capsys.readouterr()
+
+
+def test_clients_gate_names_plaintext_connections_and_passes_once_none_remain(cassandra_node, tls_ca, capsys):
+    argv = ["--contact-points", "127.0.0.1", "--port", str(cassandra_node.port), "--ca-file", str(tls_ca.ca_file)]
+    plain = ConnectionSettings(contact_points=("127.0.0.1",), port=cassandra_node.port)
+    with open_session(plain):
+        assert cli.main([*argv, "clients", "--require-tls"]) == 1
+        out = capsys.readouterr().out
+        assert "plaintext client: 127.0.0.1" in out
+    # Other tests' sessions may hold plaintext connections; the gate passes exactly when the node
+    # reports none.
+    rc = cli.main([*argv, "clients", "--require-tls"])
+    out = capsys.readouterr().out
+    assert (rc == 0) == (", 0 in plaintext" in out), out

@@ -5,6 +5,8 @@ Each scenario's conftest.py imports everything from here, so pytest sees the fix
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import time
 from collections import Counter
@@ -34,6 +36,28 @@ def secrets_dir() -> Path:
 
 def secret(name: str) -> str:
     return (secrets_dir() / name).read_text().strip()
+
+
+def ca_file() -> Path:
+    """The lab CA (roles/iact_pki) that signed the nodes' certificates."""
+    return secrets_dir() / "pki" / "ca.crt.pem"
+
+
+def speaks_tls(ip: str, port: int = 9042) -> bool:
+    """Whether the node at ip:port completes a TLS handshake verified against the lab CA."""
+    context = ssl.create_default_context(cafile=str(ca_file()))
+    try:
+        with socket.create_connection((ip, port), timeout=5) as raw, context.wrap_socket(raw, server_hostname=ip):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def tls_context_for(ips) -> ssl.SSLContext | None:
+    """TLS verified against the lab CA when the cluster speaks it (always, once converged; only
+    after playbooks/cassandra_enable_tls.yml in the failover scenario, which starts in plaintext)."""
+    first = next(iter(ips.values()))
+    return ssl.create_default_context(cafile=str(ca_file())) if ca_file().is_file() and speaks_tls(first) else None
 
 
 def node_ip(name: str) -> str:
@@ -74,7 +98,12 @@ def connect(ips):
     clusters = []
 
     def _connect(user: str, password: str):
-        cluster = Cluster(list(ips.values()), auth_provider=PlainTextAuthProvider(user, password), connect_timeout=15)
+        cluster = Cluster(
+            list(ips.values()),
+            auth_provider=PlainTextAuthProvider(user, password),
+            connect_timeout=15,
+            ssl_context=tls_context_for(ips),
+        )
         clusters.append(cluster)
         return cluster.connect()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -214,11 +216,111 @@ def cassandra_auth(policy: dict) -> list[dict[str, object]]:
     auth = re.search(r"^authenticator:\s*(\S+)", text, re.M)
     name = auth.group(1) if auth else "missing"
     results = [result("Cassandra authentication on", name.endswith("PasswordAuthenticator"), name)]
-    results.append(default_superuser_refused(policy["cassandra_address"], int(policy["cassandra_port"])))
+    ca_file = policy.get("ca_file") if Path(policy.get("ca_file") or "/nonexistent").is_file() else None
+    results.append(default_superuser_refused(policy["cassandra_address"], int(policy["cassandra_port"]), ca_file))
     return results
 
 
-def default_superuser_refused(address: str, port: int) -> dict[str, object]:
+def _tls_context(ca_file: str | None) -> ssl.SSLContext | None:
+    """TLS verified against the appliance CA, when the host has it (the cluster is TLS-only by default)."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+
+def cassandra_tls(policy: dict) -> list[dict[str, object]]:
+    """Client and internode TLS are on and mandatory, with peer verification, and the audit log is on."""
+    import yaml
+
+    conf = Path(policy["cassandra_conf"])
+    data = (yaml.safe_load(conf.read_text()) if conf.exists() else None) or {}
+    client = data.get("client_encryption_options") or {}
+    server = data.get("server_encryption_options") or {}
+    audit = data.get("audit_logging_options") or {}
+    client_ok = bool(client.get("enabled")) and not client.get("optional", False)
+    internode_ok = server.get("internode_encryption") == "all" and not server.get("optional", False)
+    verify_ok = bool(server.get("require_client_auth")) and bool(server.get("require_endpoint_verification"))
+    categories = {c.strip() for c in str(audit.get("included_categories", "")).split(",") if c.strip()}
+    return [
+        result(
+            "Cassandra client TLS on, TLS only",
+            client_ok,
+            f"enabled={client.get('enabled')} optional={client.get('optional')}",
+        ),
+        result(
+            "Cassandra internode TLS on, mutual, hostname verified",
+            internode_ok and verify_ok,
+            f"internode_encryption={server.get('internode_encryption')} optional={server.get('optional')} "
+            f"require_client_auth={server.get('require_client_auth')} "
+            f"require_endpoint_verification={server.get('require_endpoint_verification')}",
+        ),
+        result(
+            "Cassandra audit log on (AUTH, DDL, DCL)",
+            bool(audit.get("enabled")) and {"AUTH", "DDL", "DCL"} <= categories,
+            f"enabled={audit.get('enabled')} categories={','.join(sorted(categories)) or 'all'}",
+        ),
+    ]
+
+
+def plaintext_answer(address: str, port: int, payload: bytes) -> str:
+    """What a plaintext client gets: 'closed' (what a TLS-only port does), 'refused', or the bytes it answered."""
+    try:
+        with socket.create_connection((address, port), timeout=5) as s:
+            s.sendall(payload)
+            s.settimeout(5)
+            data = s.recv(64)
+    except TimeoutError:
+        return "no answer within 5 s (a plaintext listener waiting for more)"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as exc:
+        return f"closed ({exc.__class__.__name__})"
+    # A TLS-only port closes at once, at most after a TLS alert record (0x15).
+    return "closed" if not data or data[0] == 0x15 else f"answered {data[:8].hex()}"
+
+
+def cassandra_ports_from_here(policy: dict) -> list[dict[str, object]]:
+    """From this host, every node refuses plaintext on 9042 and 7000, and JMX is not reachable."""
+    cql_options = bytes([0x05, 0, 0, 1, 0x05, 0, 0, 0, 0])
+    internode_magic = bytes.fromhex("ca552dfa") + bytes(8)
+    results = []
+    for node, address in sorted(policy.get("cassandra_nodes", {}).items()):
+        for port, payload, what in (
+            (int(policy["cassandra_port"]), cql_options, "native"),
+            (int(policy["cassandra_storage_port"]), internode_magic, "storage"),
+        ):
+            got = plaintext_answer(address, port, payload)
+            ok = got == "closed" or got.startswith("closed") or got == "refused"
+            results.append(result(f"plaintext refused by {node} on its {what} port {port}", ok, got))
+        jmx = plaintext_answer(address, int(policy["cassandra_jmx_port"]), b"")
+        results.append(
+            result(
+                f"JMX of {node} not reachable from here ({address}:{policy['cassandra_jmx_port']})",
+                jmx == "refused",
+                jmx,
+            )
+        )
+    return results
+
+
+def certificate_checks(policy: dict) -> list[dict[str, object]]:
+    """The certificate this node serves verifies against the CA, names its address, and is not about to expire."""
+    import time
+
+    address, port, min_days = policy["cassandra_address"], int(policy["cassandra_port"]), int(policy["cert_min_days"])
+    check = f"certificate served on {address}:{port} valid for {min_days}+ days"
+    try:
+        context = ssl.create_default_context(cafile=policy["ca_file"])
+        with (
+            socket.create_connection((address, port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=address) as s,
+        ):
+            not_after = ssl.cert_time_to_seconds(s.getpeercert()["notAfter"])
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        return [result(check, False, f"TLS handshake failed: {exc}")]
+    days = (not_after - time.time()) / 86400
+    return [result(check, days >= min_days, f"expires in {days:.0f} days")]
+
+
+def default_superuser_refused(address: str, port: int, ca_file: str | None = None) -> dict[str, object]:
     """Log in as cassandra/cassandra: the appliance must have disabled that account."""
     from cassandra import AuthenticationFailed
     from cassandra.auth import PlainTextAuthProvider
@@ -233,6 +335,7 @@ def default_superuser_refused(address: str, port: int) -> dict[str, object]:
         load_balancing_policy=WhiteListRoundRobinPolicy([address]),
         connect_timeout=10,
         protocol_version=5,
+        ssl_context=_tls_context(ca_file),
     )
     try:
         cluster.connect().shutdown()
@@ -259,6 +362,10 @@ def main() -> int:
         results.append(django_sessions(policy["dora_manage"]))
     if policy.get("cassandra_conf"):
         results += cassandra_auth(policy)
+        if policy.get("tls_required"):
+            results += cassandra_tls(policy) + certificate_checks(policy)
+    if policy.get("tls_required"):
+        results += cassandra_ports_from_here(policy)
     print(json.dumps(results))
     return 0
 

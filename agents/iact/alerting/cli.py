@@ -31,7 +31,7 @@ def channels(conf: AlertConfig) -> dict[str, Channel]:
         out["slack"] = SlackChannel(conf.slack.webhook_url, conf.slack.timeout)
     if conf.email:
         e = conf.email
-        out["email"] = EmailChannel(e.host, e.port, e.sender, list(e.to), e.username, e.password, e.starttls)
+        out["email"] = EmailChannel(e.host, e.port, e.sender, list(e.to), e.username, e.password, e.security, e.ca_file)
     if conf.log_path:
         out["log"] = LogChannel(conf.log_path)
     return out

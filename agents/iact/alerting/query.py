@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from cassandra.cluster import Session
 
 from iact.alerting.rules import COLUMNS, TABLES, Rule
+from iact.cassandra.names import cql_identifier
 
 # Columns with a storage-attached index, usable as an equality in the query itself.
 INDEXED = {"application": ("level", "logger", "app"), "infrastructure": ("severity", "source", "program")}
@@ -62,7 +63,7 @@ class WindowQuery:
 
     def __init__(self, session: Session, keyspace: str, samples_per_key: int = 3) -> None:
         self.session = session
-        self.keyspace = keyspace
+        self.keyspace = cql_identifier(keyspace, "keyspace")
         self.samples_per_key = samples_per_key
         self._prepared: dict[tuple[str, str | None], object] = {}
 
@@ -72,7 +73,7 @@ class WindowQuery:
             cols = ", ".join(sorted({"host", "ts", "message", *COLUMNS[table]}))
             extra = f" AND {column} = ?" if column else ""
             self._prepared[key] = self.session.prepare(
-                f"SELECT {cols} FROM {self.keyspace}.{TABLES[table]} WHERE day = ? AND ts >= ? AND ts < ?{extra}"
+                f"SELECT {cols} FROM {self.keyspace}.{TABLES[table]} WHERE day = ? AND ts >= ? AND ts < ?{extra}"  # nosec B608 # names checked or constants
             )
         return self._prepared[key]
 

@@ -14,6 +14,7 @@ import glob
 import os
 import queue
 import re
+import stat
 import sys
 import threading
 import time
@@ -39,6 +40,26 @@ FAULTS_BEFORE_SETTING_ASIDE = 3  # one batch failing this often in a row is give
 # ".lock", "-wal", "-shm", ".corrupt-*" companions, nor the spools of an app whose name merely
 # starts with ours ("shop" must not take "shop.eu.123.spool").
 _SPOOL_SUFFIX = re.compile(r"\.\d+(?:-\d+)?\.spool")
+# Every file SQLite or the version-1 import reads for a spool at `path`.
+_SPOOL_COMPANIONS = ("", ".lock", "-wal", "-shm", "-journal", ".v1", ".offset")
+
+
+def _ours_alone(path: str) -> bool:
+    """The spool and each companion that exists are regular files of this user, not links.
+
+    Checked where anyone may write ($TMPDIR): another user's file there, replayed, would put
+    rows of their making into Cassandra as this application's logs.
+    """
+    for suffix in _SPOOL_COMPANIONS:
+        try:
+            st = os.lstat(path + suffix)
+        except FileNotFoundError:
+            if not suffix:
+                return False
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return False
+    return True
 
 
 class Writer(threading.Thread):
@@ -264,15 +285,19 @@ class Writer(threading.Thread):
         """
         self._next_scan = time.monotonic() + ORPHAN_SCAN_INTERVAL
         self._doing = "looking for spools of processes that died"
-        bases = [self.config.spool_base()]
-        if not self.config.spool_path:  # spools of versions that defaulted to $TMPDIR
-            bases.append(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"iact-applog-{self.config.app}"))
+        bases = [(self.config.spool_base(), False)]
+        if not self.config.spool_path:  # spools of versions that defaulted to $TMPDIR, shared with every user
+            tmpdir = os.environ.get("TMPDIR", "/tmp")  # nosec B108 # read only, and only our own files (_ours_alone)
+            bases.append((os.path.join(tmpdir, f"iact-applog-{self.config.app}"), True))
         ours = {Path(s.path) for s in (self.durable.spool, *self.durable.orphans)}
         found: list[tuple[float, str]] = []
-        for base in bases:
+        for base, shared in bases:
             prefix = os.path.basename(base)
             for path in glob.glob(glob.escape(base) + ".*.spool"):
                 if Path(path) in ours or not _SPOOL_SUFFIX.fullmatch(os.path.basename(path)[len(prefix) :]):
+                    continue
+                if shared and not _ours_alone(path):
+                    self._say(f"spool {path} is not only this user's regular files; not replayed", key=path)
                     continue
                 with suppress(OSError):
                     found.append((os.path.getmtime(path), path))

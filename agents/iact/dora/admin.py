@@ -2,7 +2,11 @@
 
 from django.contrib import admin
 
-from iact.dora.models import ApiToken, Commit, Deployment, Incident, Service
+from iact.dora.loginguard import ThrottledAdminAuthenticationForm
+from iact.dora.models import ApiToken, Commit, Deployment, Incident, Service, Throttle, WebhookDelivery
+
+# The admin's login counts failures like the dashboard's (see loginguard.py).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(Service)
@@ -54,5 +58,21 @@ class IncidentAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens (hashes only; create them with `iact-dora dora_token NAME`)."""
 
-    list_display = ["name", "created_at", "last_used_at"]
+    list_display = ["name", "source", "services", "created_at", "last_used_at"]
     readonly_fields = ["digest", "created_at", "last_used_at"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """GitHub deliveries already processed (replays of them are ignored)."""
+
+    list_display = ["delivery_id", "event", "received_at"]
+    search_fields = ["delivery_id"]
+
+
+@admin.register(Throttle)
+class ThrottleAdmin(admin.ModelAdmin):
+    """Login lockouts and token request counts; delete a row to lift a lockout."""
+
+    list_display = ["key", "window_start", "count", "blocked_until"]
+    search_fields = ["key"]

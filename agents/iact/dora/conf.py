@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,8 @@ import yaml
 from iact.yamlconfig import ConfigError, Section
 
 DEFAULT_PATH = "/etc/iact/dora/dora.yaml"
+Network = IPv4Network | IPv6Network
+LOOPBACK = (ip_network("127.0.0.1/32"), ip_network("::1/128"))
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class CassandraLogConfig:
     username: str = ""
     password: str = field(default="", repr=False)
     spool_path: str = ""
+    # The CA that signed the nodes' certificates: TLS, verified. Empty: plaintext.
+    ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,24 @@ class HealthConfig:
     disk_max_percent: float = 90.0
     cassandra_hosts: tuple[str, ...] = ()
     cassandra_port: int = 9042
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """What one API client may send: bodies are read whole into memory, and every request hits the database."""
+
+    max_body_bytes: int = 2 * 1024**2  # nginx's client_max_body_size in front is 2m too
+    rate_limit: int = 600  # requests per token per window
+    rate_window_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Failed logins per user name and client address before that pair is refused for a while."""
+
+    max_failures: int = 5
+    window_seconds: int = 900
+    lockout_seconds: int = 900
 
 
 @dataclass(frozen=True)
@@ -84,6 +107,13 @@ class DoraConfig:
     email: EmailConfig = field(default_factory=EmailConfig)
     cassandra: CassandraLogConfig = field(default_factory=CassandraLogConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    api: ApiLimits = field(default_factory=ApiLimits)
+    login: LoginLimits = field(default_factory=LoginLimits)
+    # Empty: /admin/ answers from anywhere (the login is still rate-limited).
+    admin_networks: tuple[Network, ...] = ()
+    # Peers whose X-Forwarded-For is believed: nginx on the same host.
+    trusted_proxies: tuple[Network, ...] = LOOPBACK
+    password_min_length: int = 12
 
 
 def _strings(s: Section, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -93,6 +123,20 @@ def _strings(s: Section, name: str, default: tuple[str, ...]) -> tuple[str, ...]
     if isinstance(value, str):
         value = [v for v in value.split(",") if v.strip()]
     return tuple(str(v).strip() for v in value)
+
+
+def _networks(s: Section, name: str, default: tuple[Network, ...]) -> tuple[Network, ...]:
+    """CIDRs (or single addresses), as a list or a comma-separated string."""
+    networks = []
+    for value in _strings(s, name, tuple(str(n) for n in default)):
+        try:
+            networks.append(ip_network(value))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{s.key(name)}: {value!r} is not a network ({exc}); write CIDRs such as 10.0.0.0/8 or "
+                "192.0.2.7, with the host bits zero"
+            ) from exc
+    return tuple(networks)
 
 
 def _choice(s: Section, name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -150,7 +194,10 @@ def from_mapping(data: object) -> DoraConfig:
         username=cs.get("username", str, ""),
         password=cs.get("password", str, ""),
         spool_path=cs.get("spool_path", str, ""),
+        ca_file=cs.get("ca_file", str, ""),
     )
+    if cassandra.ca_file and not os.path.isfile(cassandra.ca_file):
+        raise ConfigError(f"cassandra.ca_file: {cassandra.ca_file} does not exist; set it to the appliance CA")
     cs.done()
     hs = top.section("health")
     health = HealthConfig(
@@ -162,6 +209,20 @@ def from_mapping(data: object) -> DoraConfig:
         cassandra_port=hs.count("cassandra_port", 9042),
     )
     hs.done()
+    ap = top.section("api")
+    api = ApiLimits(
+        max_body_bytes=ap.size("max_body_bytes", ApiLimits.max_body_bytes, minimum=1024),
+        rate_limit=ap.count("rate_limit", ApiLimits.rate_limit),
+        rate_window_seconds=ap.count("rate_window_seconds", ApiLimits.rate_window_seconds),
+    )
+    ap.done()
+    lg = top.section("login")
+    login = LoginLimits(
+        max_failures=lg.count("max_failures", LoginLimits.max_failures),
+        window_seconds=lg.count("window_seconds", LoginLimits.window_seconds),
+        lockout_seconds=lg.count("lockout_seconds", LoginLimits.lockout_seconds),
+    )
+    lg.done()
     config = DoraConfig(
         secret_key=_secret_key(top),
         debug=top.get("debug", bool, False),
@@ -178,6 +239,11 @@ def from_mapping(data: object) -> DoraConfig:
         email=email,
         cassandra=cassandra,
         health=health,
+        api=api,
+        login=login,
+        admin_networks=_networks(top, "admin_networks", ()),
+        trusted_proxies=_networks(top, "trusted_proxies", LOOPBACK),
+        password_min_length=top.count("password_min_length", 12, minimum=8),
     )
     top.done()
     if not config.secret_key and not config.debug:

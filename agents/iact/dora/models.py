@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -43,6 +44,8 @@ class Deployment(models.Model):
     external_id = models.CharField(max_length=191)
     url = models.URLField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The sender's time of the state stored (GitHub's updated_at): an older state never overwrites it.
+    sender_updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-finished_at"]
@@ -87,6 +90,7 @@ class Incident(models.Model):
     source = models.CharField(max_length=32, default="api")
     external_id = models.CharField(max_length=191)
     url = models.URLField(max_length=500, blank=True)
+    sender_updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at"]
@@ -102,18 +106,73 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+GITHUB_SOURCE = "github"
+
+
+def not_github(value: str) -> None:
+    """Only the signed webhook writes `github` rows: no token may claim that source."""
+    if value == GITHUB_SOURCE:
+        raise ValidationError("'github' rows come only from the signed GitHub webhook; name the token's own source")
+
+
 class ApiToken(models.Model):
-    """A bearer token for CI/CD and incident tooling to record events."""
+    """A bearer token for CI/CD and incident tooling to record events.
+
+    `source` ties the token to the rows of one sender: its events are stored under that source and
+    it cannot touch another's (empty: any source, as tokens did before scopes; never `github`, which
+    only the signed webhook writes). `services`, when set, limits which services it may record.
+    """
 
     name = models.CharField(max_length=100, unique=True)
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    source = models.SlugField(
+        max_length=32,
+        blank=True,
+        default="",
+        validators=[not_github],
+        help_text="the only source this token records; empty: any but github",
+    )
+    services = models.CharField(
+        max_length=1000, blank=True, default="", help_text="comma-separated service names; empty: any service"
+    )
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """The services this token may record; () for any."""
+        return tuple(sorted({s.strip() for s in self.services.split(",") if s.strip()}))
 
     @staticmethod
     def generate() -> str:
         """A new random token (shown once, stored hashed)."""
         return "dora_" + secrets.token_urlsafe(32)
+
+
+class WebhookDelivery(models.Model):
+    """A GitHub delivery already processed (X-GitHub-Delivery): a replay of it changes nothing."""
+
+    delivery_id = models.CharField(max_length=100, unique=True)
+    event = models.CharField(max_length=64)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.delivery_id}"
+
+
+class Throttle(models.Model):
+    """A fixed-window counter (failed logins of a user name from an address, requests of a token).
+
+    In the database, so every gunicorn worker sees the same count and no cache server is needed.
+    """
+
+    key = models.CharField(max_length=191, unique=True)
+    window_start = models.DateTimeField(db_index=True)
+    count = models.PositiveIntegerField(default=0)
+    blocked_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.key

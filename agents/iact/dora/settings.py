@@ -37,6 +37,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "iact.dora.middleware.AdminNetworkMiddleware",
     "iact.applog.RequestContextMiddleware",
 ]
 
@@ -88,6 +89,15 @@ CSRF_COOKIE_SECURE = CONFIG.https
 if CONFIG.https:
     SECURE_HSTS_SECONDS = 31_536_000
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": CONFIG.password_min_length},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -123,6 +133,17 @@ DORA_PRODUCTION_ENVIRONMENTS = CONFIG.production_environments
 DORA_GITHUB_WEBHOOK_SECRET = CONFIG.github_webhook_secret
 DORA_HEALTH = CONFIG.health
 
+# Hostile clients (see middleware.py, throttle.py): bodies are refused above the limit with a 413
+# before Django reads them; tokens and logins are counted in the database (no cache server).
+DATA_UPLOAD_MAX_MEMORY_SIZE = DORA_API_MAX_BODY_BYTES = CONFIG.api.max_body_bytes
+DORA_API_RATE_LIMIT = CONFIG.api.rate_limit
+DORA_API_RATE_WINDOW = CONFIG.api.rate_window_seconds
+DORA_LOGIN_MAX_FAILURES = CONFIG.login.max_failures
+DORA_LOGIN_WINDOW = CONFIG.login.window_seconds
+DORA_LOGIN_LOCKOUT = CONFIG.login.lockout_seconds
+DORA_ADMIN_NETWORKS = CONFIG.admin_networks
+DORA_TRUSTED_PROXIES = CONFIG.trusted_proxies
+
 # The server (its unit sets IACT_DORA_SERVER=1) logs to its file and ships to Cassandra. One-off
 # management commands, often run by root, log to the console only: no root-owned log or spool
 # files for the service user to trip over, no wait on Cassandra at exit.
@@ -144,6 +165,7 @@ if CONFIG.cassandra.hosts and DORA_SERVER_PROCESS:
         "username": CONFIG.cassandra.username or None,
         "password": CONFIG.cassandra.password or None,
         "spool_path": CONFIG.cassandra.spool_path,
+        "ca_file": CONFIG.cassandra.ca_file or None,
         "filters": ["request_context"],
     }
 LOGGING = {

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic.base import RedirectView
 
+from iact.dora.loginguard import ThrottledAuthenticationForm
 from iact.dora.views import api, charts, dashboard, webhooks
 
 urlpatterns = [
@@ -18,7 +19,9 @@ urlpatterns = [
     path("api/dora/metrics/", api.metrics),
     path("api/dora/webhooks/github", webhooks.github_webhook, name="github-webhook"),
     path("healthz", dashboard.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "accounts/login/", auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm), name="login"
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

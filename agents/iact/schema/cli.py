@@ -15,6 +15,7 @@ from pathlib import Path
 from iact.cassandra.session import CassandraAuthFailed, CassandraUnavailable, open_session
 from iact.cassandra.settings import ConnectionSettings, SettingsError
 from iact.schema import auth
+from iact.schema.clients import connected_clients, report_plaintext
 from iact.schema.migrations import apply_migrations, find_cql_dir, load_migrations
 from iact.schema.params import SchemaParams, parse_replication
 from iact.schema.verify import verify_schema
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     apply_p.add_argument("--cql-dir", help="directory of NNNN_name.cql files (default: the checkout's cql/)")
     schema_args(sub.add_parser("verify", help="check the live schema against the parameters"))
 
+    clients_p = sub.add_parser("clients", help="list each node's client connections that do not use TLS")
+    clients_p.add_argument("--require-tls", action="store_true", help="exit 1 while any client is in plaintext")
     auth_p = sub.add_parser("auth", help="bootstrap authentication")
     auth_sub = auth_p.add_subparsers(dest="auth_command", required=True)
     prep = auth_sub.add_parser("prepare", help="replicate system_auth before passwords are required")
@@ -99,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
             _say(f"problem: {problem}")
         _say("schema: ok" if not problems else f"schema: {len(problems)} problem(s)")
         return 1 if problems else 0
+    elif args.command == "clients":
+        with open_session(settings) as session:
+            plaintext = report_plaintext(connected_clients(session), _say)
+        return 1 if plaintext and args.require_tls else 0
     elif args.auth_command == "prepare":
         with open_session(settings) as session:
             changed = auth.prepare_system_keyspaces(session, parse_replication(args.rf), _say)

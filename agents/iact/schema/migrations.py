@@ -100,7 +100,7 @@ def applied_checksums(session: Session, keyspace: str) -> dict[int, str]:
     ).one()
     if not exists:
         return {}
-    rows = session.execute(f"SELECT version, checksum FROM {keyspace}.schema_versions")
+    rows = session.execute(f"SELECT version, checksum FROM {keyspace}.schema_versions")  # nosec B608 # SchemaParams checked the name
     return {row.version: row.checksum for row in rows}
 
 
@@ -126,7 +126,7 @@ def apply_migrations(
     who = f"{getpass.getuser()}@{socket.gethostname()}"
     insert = (
         session.prepare(
-            f"INSERT INTO {params.keyspace}.schema_versions (version, name, checksum, applied_at, applied_by) "
+            f"INSERT INTO {params.keyspace}.schema_versions (version, name, checksum, applied_at, applied_by) "  # nosec B608 # SchemaParams checked the name
             "VALUES (?, ?, ?, ?, ?)"
         )
         if applied

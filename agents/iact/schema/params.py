@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from iact.cassandra.settings import SettingsError
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+# Datacenter names go into a CQL string literal (the replication map): no quote can end it early.
+_DC = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _COMPRESSORS = {"LZ4Compressor", "ZstdCompressor"}
 # About 30 TWCS windows over the TTL: fewer, larger SSTables per window than daily windows.
 TARGET_WINDOWS = 30
@@ -32,6 +34,10 @@ class SchemaParams:
         for dc, rf in self.replication:
             if not dc or rf < 1:
                 raise SettingsError(f"replication {dc}:{rf} is invalid: pass --rf DC:N with N >= 1")
+            if not _DC.fullmatch(dc):
+                raise SettingsError(
+                    f"datacenter name {dc!r} is invalid: pass --rf DC:N with a name of letters, digits, _ . -"
+                )
         if self.ttl_days < 1:
             raise SettingsError(f"TTL of {self.ttl_days} days is invalid: pass --ttl-days 1 or more")
         if self.hint_window_hours < 1:

@@ -14,6 +14,7 @@ from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.cluster import Cluster, Session
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 
+from iact.cassandra.names import cql_identifier
 from iact.cassandra.session import build_cluster
 from iact.cassandra.settings import ConnectionSettings
 
@@ -44,8 +45,9 @@ class CassandraSink:
         if not hasattr(ConsistencyLevel, consistency):
             raise ValueError(f"consistency {consistency!r} is not a Cassandra consistency level (e.g. LOCAL_QUORUM)")
         self.settings = settings
-        self.keyspace, self.table = keyspace, table
-        self.columns = tuple(columns)
+        # Names are formatted into the CQL text (only values can be bound): each must be a plain identifier.
+        self.keyspace, self.table = cql_identifier(keyspace, "keyspace"), cql_identifier(table, "table")
+        self.columns = tuple(cql_identifier(c, "column") for c in columns)
         self.partition_key = tuple(partition_key)
         self.ttl_seconds = ttl_seconds
         self.consistency = getattr(ConsistencyLevel, consistency)
@@ -63,7 +65,7 @@ class CassandraSink:
             session = cluster.connect()
             ttl = f" USING TTL {int(self.ttl_seconds)}" if self.ttl_seconds else ""
             insert = session.prepare(
-                f"INSERT INTO {self.keyspace}.{self.table} ({', '.join(self.columns)}) "
+                f"INSERT INTO {self.keyspace}.{self.table} ({', '.join(self.columns)}) "  # nosec B608 # names checked in __init__
                 f"VALUES ({', '.join('?' for _ in self.columns)}){ttl}"
             )
         except Exception as exc:

@@ -21,6 +21,7 @@ from conftest import (
     NODES,
     Writers,
     agent_status,
+    ca_file,
     node_ip,
     playbook,
     podman,
@@ -42,27 +43,45 @@ def cassandra(action: str, *nodes: str) -> None:
 class App(threading.Thread):
     """An application logging through CassandraHandler at ~50 records/s until stopped."""
 
-    def __init__(self, run: str, spool: str) -> None:
+    def __init__(self, run: str, spool: str, ca: str | None = None) -> None:
         super().__init__(daemon=True)
         self.sent = 0
+        self.run_id = run
         self.stopping = threading.Event()
-        self.handler = CassandraHandler(
-            hosts=",".join(node_ip(n) for n in NODES),
-            username="iact_writer",
-            password=secret("cassandra_writer_password"),
-            app=f"drill-{run}",
-            host="drill",
-            spool_path=spool,
-        )
+        self.lock = threading.Lock()
+        self.handler = self.new_handler(spool, ca)
         self.log = logging.getLogger(f"drill.{run}")
         self.log.propagate = False
         self.log.setLevel(logging.INFO)
         self.log.addHandler(self.handler)
 
+    def new_handler(self, spool: str, ca: str | None) -> CassandraHandler:
+        return CassandraHandler(
+            hosts=",".join(node_ip(n) for n in NODES),
+            username="iact_writer",
+            password=secret("cassandra_writer_password"),
+            ca_file=ca,
+            app=f"drill-{self.run_id}",
+            host="drill",
+            spool_path=spool,
+        )
+
+    def switch(self, spool: str, ca: str) -> CassandraHandler:
+        """Reconfigure as an operator would: the new handler (TLS) takes over, the old one drains and closes."""
+        new = self.new_handler(spool, ca)
+        with self.lock:
+            old, self.handler = self.handler, new
+            self.log.addHandler(new)
+            self.log.removeHandler(old)
+        assert old.flush(60), "the plaintext handler drained its queue"
+        old.close()
+        return old
+
     def run(self) -> None:
         while not self.stopping.is_set():
-            self.sent += 1
-            self.log.info("drill record %d", self.sent)
+            with self.lock:
+                self.sent += 1
+                self.log.info("drill record %d", self.sent)
             time.sleep(0.02)
 
     def finish(self) -> None:
@@ -107,7 +126,7 @@ def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
         )
 
         # 4. The rolling restart under load, with an application logging through the handler too.
-        app = App(run, str(tmp_path / "spool"))
+        app = App(run, str(tmp_path / "spool"), str(ca_file()))
         app.start()
         restart = playbook("playbooks/cassandra_rolling_restart.yml")
         app.finish()

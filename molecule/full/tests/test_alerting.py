@@ -3,6 +3,7 @@
 import json
 import uuid
 
+import pytest
 import testinfra
 from conftest import NODES, wait_until
 
@@ -10,14 +11,56 @@ ALERT = "/opt/iact/alerting/venv/bin/iact-alert --config /etc/iact/alerting.yaml
 ALERT_LOG = "/var/log/iact/log_alerts.log"
 
 
-def test_scheduled_on_the_app_host_only():
+def test_scheduled_on_the_app_host_only_by_the_hardened_timer():
     for name in NODES:
-        assert not testinfra.get_host(f"podman://{name}").file("/etc/cron.d/iact-alert").exists, name
+        node = testinfra.get_host(f"podman://{name}")
+        assert not node.file("/etc/cron.d/iact-alert").exists, name
+        assert not node.file("/etc/systemd/system/iact-alert.timer").exists, name
     dora = testinfra.get_host("podman://app1")
     conf = dora.file("/etc/iact/alerting.yaml")
     assert (conf.user, conf.group, conf.mode) == ("root", "iact-alert", 0o640)
     assert dora.run(f"{ALERT} check-config").rc == 0
-    assert "iact-alert" in dora.file("/etc/cron.d/iact-alert").content_string
+    # The default schedule is the timer, not cron: no unsandboxed path is left behind.
+    assert not dora.file("/etc/cron.d/iact-alert").exists
+    timer = dora.service("iact-alert.timer")
+    assert timer.is_enabled and timer.is_running
+
+
+@pytest.mark.parametrize(
+    ("prop", "value"),
+    [
+        ("User", "iact-alert"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        ("ReadWritePaths", "/var/log/iact"),
+    ],
+)
+def test_alert_job_runs_hardened(prop, value):
+    dora = testinfra.get_host("podman://app1")
+    assert dora.check_output(f"systemctl show -p {prop} --value iact-alert.service") == value
+
+
+def test_alert_job_has_run_under_the_timer_and_succeeded():
+    dora = testinfra.get_host("podman://app1")
+
+    def show(prop: str) -> str:
+        return dora.check_output(f"systemctl show -p {prop} --value iact-alert.service")
+
+    def ran():
+        return show("ExecMainExitTimestampMonotonic") not in ("", "0") and show("ExecMainStatus")
+
+    assert wait_until(ran, 150, "a finished run of iact-alert.service", interval=5) == "0", "the last run failed"
+
+
+def test_logrotate_rotates_the_run_log_as_the_service_user():
+    stanzas = testinfra.get_host("podman://app1").file("/etc/logrotate.d/iact-alert").content_string
+    run_log = stanzas[stanzas.index("/var/log/iact/alerting/iact-alert.log") :]
+    assert "su iact-alert adm" in run_log.split("}")[0]
 
 
 def notices(dora, since_line: int) -> list[dict]:

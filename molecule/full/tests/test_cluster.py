@@ -1,5 +1,6 @@
 """Cluster-wide checks, run once (they are not parametrized by host)."""
 
+import json
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import testinfra
 from cassandra import ConsistencyLevel, Unauthorized
 from cassandra.cluster import NoHostAvailable
 from cassandra.query import SimpleStatement
-from conftest import NODES, secret, wait_until
+from conftest import NODES, ca_file, secret, wait_until
 
 
 def up_normal(node1) -> set[str]:
@@ -47,7 +48,16 @@ def test_schema_verify_reports_ok(ips):
     password = secret("cassandra_superuser_password")
     env = dict(os.environ, IACT_CASSANDRA_USERNAME="iact_admin", IACT_CASSANDRA_PASSWORD=password)
     out = subprocess.run(
-        [sys.executable, "-m", "iact.schema.cli", "--contact-points", ",".join(ips.values()), "verify"],
+        [
+            sys.executable,
+            "-m",
+            "iact.schema.cli",
+            "--contact-points",
+            ",".join(ips.values()),
+            "--ca-file",
+            str(ca_file()),
+            "verify",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -119,3 +129,57 @@ def test_maintenance_times_differ_across_nodes():
     repairs = {s[0] for s in schedules}
     cleanups = {s[1] for s in schedules}
     assert len(repairs) == 3 and len(cleanups) == 3, schedules
+
+
+# Run on app1, another host of the lab network: what a client there gets from each node's ports.
+PROBE = r"""
+import json, socket, ssl, sys
+ip, ca = sys.argv[1], sys.argv[2]
+
+def plaintext(port, payload):
+    try:
+        with socket.create_connection((ip, port), timeout=5) as s:
+            s.sendall(payload)
+            s.settimeout(5)
+            return s.recv(64).hex()
+    except socket.timeout:
+        return "timeout"
+    except OSError as e:
+        return "refused:" + type(e).__name__
+
+def tls(port):
+    ctx = ssl.create_default_context(cafile=ca)
+    try:
+        with socket.create_connection((ip, port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=ip) as s:
+            return s.version()
+    except (OSError, ssl.SSLError) as e:
+        return "failed:" + str(e)[:120]
+
+
+# A CQL v5 OPTIONS frame, and the first bytes of Cassandra's internode handshake (its magic).
+options = bytes([0x05, 0, 0, 1, 0x05, 0, 0, 0, 0])
+print(json.dumps({
+    "cql_plain": plaintext(9042, options),
+    "cql_tls": tls(9042),
+    "internode_plain": plaintext(7000, bytes.fromhex("ca552dfa") + bytes(8)),
+    "internode_tls": tls(7000),
+    "jmx": plaintext(7199, b""),
+}))
+"""
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_another_host_gets_tls_only_on_9042_and_7000_and_no_jmx(node, ips):
+    app1 = testinfra.get_host("podman://app1")
+    out = app1.run("python3 -c %s %s /etc/iact/pki/ca.crt.pem", PROBE, ips[node])
+    assert out.rc == 0, out.stderr
+    got = json.loads(out.stdout)
+    # Plaintext gets the connection closed at once, at most with a TLS alert (0x15): never an answer,
+    # and never a wait for more bytes, which is what a plaintext server does with a partial handshake.
+    for port in ("cql_plain", "internode_plain"):
+        assert got[port] == "" or got[port].startswith(("refused:", "15")), got
+    # The same ports complete a TLS handshake whose certificate the CA signed for this address.
+    assert got["cql_tls"] in ("TLSv1.2", "TLSv1.3"), got
+    assert got["internode_tls"] in ("TLSv1.2", "TLSv1.3"), got
+    # JMX listens on the node's loopback only.
+    assert got["jmx"].startswith("refused:"), got

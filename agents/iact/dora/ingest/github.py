@@ -5,6 +5,9 @@
   shipped up to the deployed sha.
 - `issues` labelled `incident`: an incident, restored when the issue is closed.
 Signatures (X-Hub-Signature-256, HMAC-SHA256 of the body) are checked before anything is parsed.
+The signature covers the body only, not the X-GitHub-Delivery header: replays are caught by the
+delivery id (views/webhooks.py) and, whatever the id, by the state's own time (updated_at), which
+must not be older than the stored one.
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ _DEPLOY_STATES = {"success": "success", "failure": "failed", "error": "failed"}
 
 
 def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
-    """Constant-time check of GitHub's sha256= signature."""
+    """Constant-time check of GitHub's sha256= signature.
+
+    Compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError), and a
+    header is whatever the sender wrote. Non-ASCII input simply does not match.
+    """
     if not secret or not header or not header.startswith("sha256="):
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    given = header.removeprefix("sha256=").encode("utf-8", "replace")
+    return hmac.compare_digest(expected, given)
 
 
 def _time(value: str) -> datetime:
@@ -63,6 +71,8 @@ def handle_deployment_status(payload: dict) -> Recorded | None:
     deployment = payload["deployment"]
     service = _service(payload)
     finished = _time(payload["deployment_status"].get("updated_at") or payload["deployment_status"]["created_at"])
+    if finished.tzinfo is None:
+        raise ValueError("deployment_status.updated_at has no UTC offset")
     sha = deployment.get("sha", "")
     recorded = record_deployment(
         DeploymentEvent(
@@ -76,9 +86,10 @@ def handle_deployment_status(payload: dict) -> Recorded | None:
             version=deployment.get("ref", "")[:128],
             sha=sha,
             url=payload["deployment_status"].get("target_url") or payload["deployment_status"].get("log_url") or "",
+            sender_updated_at=finished,
         )
     )
-    if status == "success":
+    if status == "success" and not recorded.stale:
         _ship_pushed_commits(service, sha, recorded.id, finished)
     return recorded
 
@@ -98,6 +109,8 @@ def handle_issues(payload: dict) -> Recorded | None:
     if INCIDENT_LABEL not in labels:
         return None
     closed = issue.get("closed_at") if issue.get("state") == "closed" else None
+    # updated_at changes with every edit of the issue; without it, the latest of the times we know.
+    updated = issue.get("updated_at") or closed or issue["created_at"]
     return record_incident(
         IncidentEvent(
             external_id=str(issue["id"]),
@@ -107,5 +120,6 @@ def handle_issues(payload: dict) -> Recorded | None:
             source="github",
             title=issue.get("title", "")[:300],
             url=issue.get("html_url", ""),
+            sender_updated_at=_time(updated),
         )
     )

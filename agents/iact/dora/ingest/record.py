@@ -1,8 +1,13 @@
-"""Records validated events, idempotently: the sender's own id decides insert or update."""
+"""Records validated events, idempotently: the sender's own id decides insert or update.
+
+An event that carries the sender's time of its state (GitHub's updated_at) never overwrites a newer
+state already stored: replayed or reordered webhooks cannot roll a row back.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
 
@@ -17,10 +22,19 @@ class Recorded:
     kind: str
     id: int
     created: bool
+    stale: bool = False  # an older state than the stored one: nothing was written
 
     def as_json(self) -> dict:
         """The API's answer for this event."""
         return {"type": self.kind, "id": self.id, "created": self.created}
+
+
+def _older(new: datetime | None, stored: datetime | None) -> bool:
+    return new is not None and stored is not None and new < stored
+
+
+def _sender_time(event: DeploymentEvent | IncidentEvent) -> dict:
+    return {"sender_updated_at": event.sender_updated_at} if event.sender_updated_at else {}
 
 
 def _service(name: str) -> Service:
@@ -35,11 +49,15 @@ def record_deployment(event: DeploymentEvent) -> Recorded:
     A commit belongs to the first deployment that shipped it: a later deployment listing the same
     sha (a redeploy) does not restart its lead-time clock.
     """
+    stored = Deployment.objects.select_for_update().filter(source=event.source, external_id=event.external_id).first()
+    if stored is not None and _older(event.sender_updated_at, stored.sender_updated_at):
+        return Recorded("deployment", stored.pk, False, stale=True)
     service = _service(event.service)
     deployment, created = Deployment.objects.update_or_create(
         source=event.source,
         external_id=event.external_id,
-        defaults={
+        defaults=_sender_time(event)
+        | {
             "service": service,
             "environment": event.environment,
             "version": event.version,
@@ -78,10 +96,14 @@ def record_incident(event: IncidentEvent) -> Recorded:
                     "record the deployment first, or leave deployment_id out"
                 }
             )
+    stored = Incident.objects.select_for_update().filter(source=event.source, external_id=event.external_id).first()
+    if stored is not None and _older(event.sender_updated_at, stored.sender_updated_at):
+        return Recorded("incident", stored.pk, False, stale=True)
     incident, created = Incident.objects.update_or_create(
         source=event.source,
         external_id=event.external_id,
-        defaults={
+        defaults=_sender_time(event)
+        | {
             "service": service,
             "deployment": deployment,
             "title": event.title,

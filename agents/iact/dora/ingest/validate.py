@@ -5,11 +5,25 @@ Returns plain dataclasses, so recording (record.py) never sees an unchecked valu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 STATUSES = ("success", "failed", "rolled_back")
+DEFAULT_SOURCE = "api"
+SOURCE_MAX_LENGTH = 32  # the column's width
+# Times outside this range are typos (or attacks on the date arithmetic); the database's DATETIME
+# ends at 9999, and converting a far time to UTC can overflow Python's datetime.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _SLUG_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_SHOWN_CHARS = 60
+
+
+def shown(value: object) -> str:
+    """A value quoted in an error message, cut short: errors must not echo megabytes back."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
 
 
 class EventError(ValueError):
@@ -38,11 +52,12 @@ class DeploymentEvent:
     started_at: datetime
     finished_at: datetime
     status: str
-    source: str = "api"
+    source: str = DEFAULT_SOURCE
     version: str = ""
     sha: str = ""
     url: str = ""
     commits: tuple[CommitEvent, ...] = field(default_factory=tuple)
+    sender_updated_at: datetime | None = None  # the sender's time of this state; older ones are ignored
 
 
 @dataclass(frozen=True)
@@ -53,10 +68,11 @@ class IncidentEvent:
     service: str
     opened_at: datetime
     restored_at: datetime | None
-    source: str = "api"
+    source: str = DEFAULT_SOURCE
     title: str = ""
     url: str = ""
     deployment_id: str = ""
+    sender_updated_at: datetime | None = None
 
 
 class _Reader:
@@ -76,20 +92,31 @@ class _Reader:
                 self.errors[self.prefix + name] = "required"
             return default
         if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                self.errors[self.prefix + name] = f"expected a string, got the number {value}"
+                return default
+            value = repr(value) if isinstance(value, float) else _int_text(value)
+            if value is None:
+                self.errors[self.prefix + name] = "expected a string, got a number too long to be an id"
+                return default
         if not isinstance(value, str):
-            self.errors[self.prefix + name] = f"expected a string, got {type(value).__name__}"
+            self.errors[self.prefix + name] = f"expected a string, got {_kind(value)}"
             return default
         if len(value) > max_length:
             self.errors[self.prefix + name] = f"at most {max_length} characters, got {len(value)}"
             return default
+        if not _encodable(value):
+            self.errors[self.prefix + name] = (
+                "not valid Unicode (an unpaired surrogate such as \\ud800); send UTF-8 text"
+            )
+            return default
         return value
 
-    def slug(self, name: str, default: str = "", required: bool = False) -> str:
-        value = self.text(name, required=required, max_length=100, default=default).strip().lower()
+    def slug(self, name: str, default: str = "", required: bool = False, max_length: int = 100) -> str:
+        value = self.text(name, required=required, max_length=max_length, default=default).strip().lower()
         if value and not set(value) <= _SLUG_OK:
             self.errors[self.prefix + name] = (
-                f"{value!r}: use lowercase letters, digits, '-' and '_' (e.g. {slugify(value)!r})"
+                f"{shown(value)}: use lowercase letters, digits, '-' and '_' (e.g. {shown(slugify(value))})"
             )
         return value
 
@@ -101,15 +128,47 @@ class _Reader:
                     "required: an ISO 8601 time with a UTC offset, e.g. 2026-11-23T10:00:00Z"
                 )
             return None
+        if not isinstance(value, str):
+            self.errors[self.prefix + name] = f"expected an ISO 8601 time as a string, got {_kind(value)}"
+            return None
         try:
-            moment = datetime.fromisoformat(str(value))
+            moment = datetime.fromisoformat(value)
         except ValueError:
-            self.errors[self.prefix + name] = f"{value!r} is not an ISO 8601 time; send e.g. 2026-11-23T10:00:00Z"
+            self.errors[self.prefix + name] = f"{shown(value)} is not an ISO 8601 time; send e.g. 2026-11-23T10:00:00Z"
             return None
         if moment.tzinfo is None:
-            self.errors[self.prefix + name] = f"{value!r} has no UTC offset; add one, e.g. {value}Z or {value}+01:00"
+            self.errors[self.prefix + name] = (
+                f"{shown(value)} has no UTC offset; add one, e.g. {value}Z or {value}+01:00"
+            )
+            return None
+        if not EARLIEST <= moment < LATEST:  # comparing aware times never overflows; converting them can
+            self.errors[self.prefix + name] = f"{shown(value)} is not between 1970 and 2199; check the clock"
             return None
         return moment
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _int_text(value: int) -> str | None:
+    """str(value), or None past the interpreter's limit on printing integers."""
+    try:
+        return str(value)
+    except ValueError:
+        return None
+
+
+def _encodable(value: str) -> bool:
+    """False for unpaired surrogates (JSON's \\ud800 escapes), which no UTF-8 column can store."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def slugify(value: str) -> str:
@@ -118,13 +177,18 @@ def slugify(value: str) -> str:
 
 
 def parse_event(data: object) -> DeploymentEvent | IncidentEvent:
-    """One event: {"type": "deployment"|"incident", ...}; raises EventError naming the fields."""
-    kind = data.get("type") if isinstance(data, dict) else None
+    """One event: {"type": "deployment"|"incident", ...}; raises EventError naming the fields.
+
+    A value that is not an object is refused under the key "" (the caller names it: body, events[i]).
+    """
+    if not isinstance(data, dict):
+        raise EventError({"": f'expected a JSON object {{"type": ..., "id": ...}}, got {_kind(data)}'})
+    kind = data.get("type")
     if kind == "deployment":
         return parse_deployment(data)
     if kind == "incident":
         return parse_incident(data)
-    raise EventError({"type": f"expected 'deployment' or 'incident', got {kind!r}"})
+    raise EventError({"type": f"expected 'deployment' or 'incident', got {shown(kind)}"})
 
 
 def parse_deployment(data: object) -> DeploymentEvent:
@@ -133,7 +197,7 @@ def parse_deployment(data: object) -> DeploymentEvent:
     started, finished = r.time("started_at", required=False), r.time("finished_at")
     status = r.text("status", default="success")
     if status not in STATUSES:
-        r.errors["status"] = f"{status!r}: expected one of {', '.join(STATUSES)}"
+        r.errors["status"] = f"{shown(status)}: expected one of {', '.join(STATUSES)}"
     if started and finished and started > finished:
         r.errors["started_at"] = "after finished_at; send the time the deployment began"
     commits = []
@@ -156,7 +220,7 @@ def parse_deployment(data: object) -> DeploymentEvent:
         started_at=started or finished,  # type: ignore[arg-type]
         finished_at=finished,  # type: ignore[arg-type]
         status=status,
-        source=r.slug("source", default="api"),
+        source=r.slug("source", max_length=SOURCE_MAX_LENGTH),  # "": the token's source (see scope.py)
         version=r.text("version", max_length=128),
         sha=r.text("sha", max_length=64),
         url=r.text("url", max_length=500),
@@ -178,7 +242,7 @@ def parse_incident(data: object) -> IncidentEvent:
         service=r.slug("service", required=True),
         opened_at=opened,  # type: ignore[arg-type]
         restored_at=restored,
-        source=r.slug("source", default="api"),
+        source=r.slug("source", max_length=SOURCE_MAX_LENGTH),  # "": the token's source (see scope.py)
         title=r.text("title", max_length=300),
         url=r.text("url", max_length=500),
         deployment_id=r.text("deployment_id"),

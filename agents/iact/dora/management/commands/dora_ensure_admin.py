@@ -10,6 +10,8 @@ import os
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
@@ -30,6 +32,12 @@ class Command(BaseCommand):
             raise CommandError("set IACT_DORA_ADMIN_PASSWORD to a password of at least 12 characters")
         users = get_user_model()
         user = users.objects.filter(username=options["username"]).first()
+        try:  # the same validators as a password change in the admin (AUTH_PASSWORD_VALIDATORS)
+            validate_password(password, user or users(username=options["username"], email=options["email"]))
+        except ValidationError as exc:
+            raise CommandError(
+                f"IACT_DORA_ADMIN_PASSWORD is refused: {' '.join(exc.messages)} Choose another one."
+            ) from exc
         if user is None:
             users.objects.create_superuser(options["username"], options["email"], password)
             self.stdout.write("created")

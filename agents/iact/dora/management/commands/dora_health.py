@@ -12,6 +12,7 @@ import shutil
 import socket
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -60,8 +61,10 @@ def check_disk(paths: tuple[str, ...], max_percent: float) -> tuple[bool, str]:
 
 def check_http(url: str) -> tuple[bool, str]:
     """The app answers through its own HTTP path."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        return False, f"{url} is not an http(s) URL: set health.url to the app's http://.../healthz"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=5) as response:  # nosec B310 # scheme checked above
             body = json.loads(response.read() or b"{}")
             return response.status == 200 and body.get("status") == "ok", f"HTTP {response.status}"
     except Exception as exc:
