@@ -108,6 +108,20 @@ def test_compliance_passes_and_catches_a_forbidden_process():
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "0 failed" in run.stdout and "Cassandra authentication on" in run.stdout
     assert "default superuser cassandra cannot log in" in run.stdout
+    for line in (
+        "Cassandra client TLS on, TLS only",
+        "Cassandra internode TLS on, mutual, hostname verified",
+        "Cassandra audit log on (AUTH, DDL, DCL)",
+        "plaintext refused by cass2 on its native port 9042",
+        "plaintext refused by cass3 on its storage port 7000",
+        "JMX of cass1 not reachable from here",
+        "valid for 30+ days",
+    ):
+        assert line in run.stdout, line
+    # From app1, another host: every node refused plaintext and hid its JMX.
+    assert re.search(r"app1\s+plaintext refused by cass1 on its native port 9042\s+PASS", run.stdout), run.stdout[
+        -3000:
+    ]
 
     cass2 = testinfra.get_host("podman://cass2")
     fake = "/usr/local/bin/redis-server"
@@ -125,7 +139,13 @@ def test_compliance_passes_and_catches_a_forbidden_process():
 def test_health_reports_every_host():
     run = playbook("playbooks/health.yml")
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    for line in ("Cassandra ring all UN", "agent spool empty", "last alert run", "dashboard HTTP check"):
+    for line in (
+        "Cassandra ring all UN",
+        "agent spool empty",
+        "last alert run",
+        "dashboard HTTP check",
+        "certificate on 9042",
+    ):
         assert line in run.stdout
     assert "0 failed" in run.stdout
 

@@ -5,13 +5,15 @@ import os
 import re
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 import testinfra
 from cassandra import ConsistencyLevel, Unauthorized
 from cassandra.cluster import NoHostAvailable
 from cassandra.query import SimpleStatement
-from conftest import NODES, ca_file, secret, wait_until
+from conftest import NODES, ca_file, playbook, secret, wait_until
 
 
 def up_normal(node1) -> set[str]:
@@ -183,3 +185,59 @@ def test_another_host_gets_tls_only_on_9042_and_7000_and_no_jmx(node, ips):
     assert got["internode_tls"] in ("TLSv1.2", "TLSv1.3"), got
     # JMX listens on the node's loopback only.
     assert got["jmx"].startswith("refused:"), got
+
+
+def test_rotating_certificates_reloads_them_without_a_restart(ips):
+    """Re-issue every node certificate (as when they near expiry) and reload: new serials served, no restart."""
+    nodes = {n: testinfra.get_host(f"podman://{n}") for n in NODES}
+    started = {
+        n: h.check_output("systemctl show cassandra -p ExecMainStartTimestampMonotonic") for n, h in nodes.items()
+    }
+    before = {n: served_serial(ips[n]) for n in NODES}
+    # Certificates valid 400 days, re-issued when they expire within 380: all of today's are due.
+    run = playbook(
+        "playbooks/cassandra_rotate_certs.yml",
+        "-e",
+        "iact_pki_cert_valid_days=400",
+        "-e",
+        "iact_pki_renew_before_days=380",
+    )
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    after = {n: served_serial(ips[n]) for n in NODES}
+    assert all(after[n] != before[n] for n in NODES), (before, after)
+    assert {
+        n: h.check_output("systemctl show cassandra -p ExecMainStartTimestampMonotonic") for n, h in nodes.items()
+    } == started
+    again = playbook("playbooks/cassandra_rotate_certs.yml", "-e", "iact_pki_cert_valid_days=400")
+    recap = again.stdout.split("PLAY RECAP")[-1]
+    assert again.returncode == 0 and not re.search(r"changed=[1-9]", recap), again.stdout[-3000:]
+
+
+def served_serial(ip: str) -> int:
+    """The serial number of the certificate a node serves on 9042, verified against the lab CA."""
+    import socket
+    import ssl
+
+    from cryptography import x509
+
+    context = ssl.create_default_context(cafile=str(ca_file()))
+    with socket.create_connection((ip, 9042), timeout=10) as raw, context.wrap_socket(raw, server_hostname=ip) as s:
+        return x509.load_der_x509_certificate(s.getpeercert(binary_form=True)).serial_number
+
+
+def test_audit_log_records_a_failed_login_and_the_agent_ships_it(connect):
+    """A failed login lands in the nodes' audit log (Cassandra's FileAuditLogger) and the agents ship it."""
+    who = f"intruder{uuid.uuid4().hex[:8]}"
+    with pytest.raises(NoHostAvailable):
+        connect(who, "not-a-password")
+    reader = connect("iact_reader", secret("cassandra_reader_password"))
+    query = SimpleStatement(
+        "SELECT host, message FROM logging.infrastructure_logs WHERE day = %s AND source = 'cassandra-audit'",
+        fetch_size=5000,
+    )
+
+    def shipped():
+        rows = reader.execute(query, (datetime.now(UTC).date(),))
+        return [r.host for r in rows if who in r.message and "LOGIN_ERROR" in r.message]
+
+    assert wait_until(shipped, 120, f"the failed login of {who} shipped from a node's audit log")
