@@ -125,15 +125,16 @@ def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
             interval=3,
         )
 
-        # 4. The rolling restart under load, with an application logging through the handler too.
+        # 4. The rolling restart playbook under load, with an application logging through the handler
+        # too. One node: test_tls_migration already rolled the whole cluster three times under load.
         app = App(run, str(tmp_path / "spool"), str(ca_file()))
         app.start()
-        restart = playbook("playbooks/cassandra_rolling_restart.yml")
+        restart = playbook("playbooks/cassandra_rolling_restart.yml", "--limit", "cass2")
         app.finish()
     finally:
         counts = writers.stop()
     assert restart.returncode == 0, restart.stdout[-4000:] + restart.stderr[-2000:]
-    assert restart.stdout.count("hints delivered in") == 3, "each node restarted and reported its time"
+    assert restart.stdout.count("hints delivered in") == 1, "cass2 restarted and reported its time"
     stats = app.handler.stats
     assert (stats.write_errors, stats.logs_dropped, stats.logs_spooled) == (0, 0, 0), stats.last_error
     assert stats.logs_written == app.sent
