@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,16 +24,21 @@ PLAY = """- hosts: localhost
 """
 
 
-def run(tmp_path, name, url, command="/bin/true", check=False):
+TOKEN = "a-token-for-the-callback"
+
+
+def run(tmp_path, name, url, command="/bin/true", check=False, allow_http=True):
     (tmp_path / name).write_text(PLAY.format(command=command))
-    env = os.environ | {
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IACT_DORA_")} | {
         "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "plugins" / "callback"),
         "ANSIBLE_CALLBACKS_ENABLED": "iact_dora",
         "IACT_DORA_URL": url,
-        "IACT_DORA_TOKEN": "a-token-for-the-callback",
+        "IACT_DORA_TOKEN": TOKEN,
         "ANSIBLE_LOCALHOST_WARNING": "false",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
     }
+    if allow_http:  # the loopback servers here speak plain HTTP: the lab opt-in
+        env["IACT_DORA_ALLOW_HTTP"] = "1"
     args = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
@@ -44,7 +52,7 @@ def run(tmp_path, name, url, command="/bin/true", check=False):
 
 @pytest.mark.django_db(transaction=True)
 def test_each_site_yml_run_becomes_one_deployment(live_server, tmp_path):
-    ApiToken.objects.create(name="ansible", digest=hash_token("a-token-for-the-callback"))
+    ApiToken.objects.create(name="ansible", digest=hash_token(TOKEN))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "README").write_text("x")
@@ -68,3 +76,81 @@ def test_each_site_yml_run_becomes_one_deployment(live_server, tmp_path):
         ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     assert runs[0].sha == head and runs[0].commits.get().sha == head
+
+
+class Recorder:
+    """A loopback HTTP server that answers every request with a fixed status and notes what it got."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                recorder.requests.append((self.command, self.path, dict(self.headers)))
+                body = b'{"id": 1}'
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def target() -> Iterator[Recorder]:
+    """Where a hostile dashboard would redirect the callback (a host that must never see the token)."""
+    with Recorder(200) as server:
+        yield server
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_is_refused_and_the_token_never_reaches_its_target(tmp_path, target, code):
+    with Recorder(code, {"Location": f"{target.url}/api/dora/metrics"}) as dashboard:
+        out = run(tmp_path, "site.yml", dashboard.url)
+    output = out.stdout + out.stderr
+    assert out.returncode == 0, output  # a warning, never a failed run
+    assert [(m, p) for m, p, _ in dashboard.requests] == [("POST", "/api/dora/metrics")]
+    assert dashboard.requests[0][2]["Authorization"] == f"Bearer {TOKEN}"
+    assert target.requests == [], "the callback followed the redirect"
+    assert "redirect" in output and "not recorded" in output, output
+    assert TOKEN not in output
+
+
+def test_plain_http_is_refused_unless_allowed(tmp_path, target):
+    out = run(tmp_path, "site.yml", target.url, allow_http=False)
+    output = out.stdout + out.stderr
+    assert out.returncode == 0, output
+    assert target.requests == [], "the token went out over plain HTTP"
+    assert "IACT_DORA_ALLOW_HTTP" in output and "https://" in output, output
+
+    allowed = run(tmp_path, "site.yml", target.url)
+    assert allowed.returncode == 0 and len(target.requests) == 1, allowed.stdout + allowed.stderr
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "file:///etc/passwd", "127.0.0.1:8000"])
+def test_a_url_that_is_not_http_or_https_is_refused(tmp_path, url):
+    out = run(tmp_path, "site.yml", url)
+    output = out.stdout + out.stderr
+    assert out.returncode == 0, output
+    assert "https://" in output and "not recorded" in output, output

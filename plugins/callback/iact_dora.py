@@ -11,11 +11,14 @@ description:
     dashboard's /api/dora/metrics with the run's start and end, success or failure, and the repository's HEAD commit.
   - Check-mode runs are not deployments and are not recorded. A dashboard that cannot be reached produces a
     warning, never a failed run.
+  - The token only goes to the URL as configured, over HTTPS. A redirect is refused rather than followed (urllib
+    would resend the Authorization header to whatever host and scheme the redirect names), and a plain http:// URL
+    is refused unless allow_http says otherwise.
 requirements:
   - enable it in ansible.cfg (callbacks_enabled = iact_dora) and set the URL and token
 options:
   url:
-    description: Base URL of the dashboard, e.g. https://dora.example.internal
+    description: Base URL of the dashboard, e.g. https://dora.example.internal (https:// unless allow_http is set).
     env: [{name: IACT_DORA_URL}]
     ini: [{section: callback_iact_dora, key: url}]
     default: ""
@@ -44,6 +47,13 @@ options:
     env: [{name: IACT_DORA_CA_FILE}]
     ini: [{section: callback_iact_dora, key: ca_file}]
     default: ""
+  allow_http:
+    description:
+      - Accept a plain http:// URL (the token then crosses the network in clear). For a lab on loopback only.
+    env: [{name: IACT_DORA_ALLOW_HTTP}]
+    ini: [{section: callback_iact_dora, key: allow_http}]
+    type: bool
+    default: false
 """
 
 import json
@@ -54,6 +64,7 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
@@ -66,6 +77,33 @@ def _git(directory: str, *args: str) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+class RedirectRefused(urllib.error.URLError):
+    """The dashboard answered with a redirect; following it would hand the token to the redirect's target."""
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's default handler follows 301/302/303 and keeps the Authorization header, whatever the new
+    host and scheme; the dashboard's API never redirects, so any redirect is refused."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: object, code: int, msg: str, headers: object, newurl: str
+    ) -> None:
+        raise RedirectRefused(f"HTTP {code} redirect to {newurl} refused (not followed with the token)")
+
+
+def url_problem(url: str, allow_http: bool) -> str:
+    """Why the token must not be sent to url, or "" when it may."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and allow_http):
+        return ""
+    if scheme == "http":
+        return (
+            f"{url} is plain HTTP and would send the token in clear; use an https:// URL "
+            "(IACT_DORA_ALLOW_HTTP=1, or allow_http in [callback_iact_dora], allows http:// for a lab)"
+        )
+    return f"{url} is not an https:// URL (e.g. https://dora.example.internal)"
 
 
 class CallbackModule(CallbackBase):
@@ -96,6 +134,10 @@ class CallbackModule(CallbackBase):
             self._display.warning("iact_dora: IACT_DORA_URL is set but IACT_DORA_TOKEN is not; the run is not recorded")
             return
         if os.path.basename(self._playbook) not in self.get_option("playbooks") or context.CLIARGS.get("check"):
+            return
+        problem = url_problem(url, self.get_option("allow_http"))
+        if problem:
+            self._display.warning(f"iact_dora: {problem}; the run is not recorded")
             return
         failed = any(stats.failures.values()) or any(stats.dark.values())
         directory = os.path.dirname(os.path.abspath(self._playbook))
@@ -129,12 +171,15 @@ class CallbackModule(CallbackBase):
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
             method="POST",
         )
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl_context), _RefuseRedirects())
         try:
-            with urllib.request.urlopen(request, timeout=15, context=ssl_context) as response:
+            with opener.open(request, timeout=15) as response:
                 answer = json.loads(response.read() or b"{}")
             self._display.display(f"iact_dora: recorded this run as deployment {answer.get('id')} ({event['status']})")
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")[:500]
             self._display.warning(f"iact_dora: the dashboard refused the deployment (HTTP {exc.code}): {body}")
+        except RedirectRefused as exc:
+            self._display.warning(f"iact_dora: {url} answered with a redirect: {exc.reason}; the run is not recorded")
         except (OSError, ValueError) as exc:
             self._display.warning(f"iact_dora: could not reach {url} ({exc}); the run is not recorded")

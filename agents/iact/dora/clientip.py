@@ -1,8 +1,8 @@
 """The client's address, for login lockouts and the admin's network restriction.
 
-gunicorn listens on loopback behind nginx, so REMOTE_ADDR is nginx. nginx sends
-`X-Forwarded-For: $proxy_add_x_forwarded_for`, i.e. whatever the client sent followed by the
-address nginx saw. Only entries added by trusted proxies are believed: walking the header from the
+gunicorn listens on loopback behind nginx, so REMOTE_ADDR is nginx. The role's nginx sends
+`X-Forwarded-For: $remote_addr`, the address it saw; another proxy chain may append to what the
+client sent. Only entries added by trusted proxies are believed: walking the header from the
 right, the first address that is not a trusted proxy is the client. Anything to its left was
 written by the client and is ignored.
 """
