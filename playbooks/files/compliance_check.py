@@ -320,6 +320,15 @@ def certificate_checks(policy: dict) -> list[dict[str, object]]:
     return [result(check, days >= min_days, f"expires in {days:.0f} days")]
 
 
+def jmx_needs_credentials(policy: dict) -> dict[str, object]:
+    """nodetool without the wrapper's user and password file is refused by this node's JMX."""
+    check = "JMX refuses nodetool without credentials"
+    out = run(policy["nodetool_real"], "-h", "127.0.0.1", "-p", str(policy["cassandra_jmx_port"]), "version")
+    text = (out.stdout + out.stderr).strip()
+    refused = out.returncode != 0 and re.search(r"[Cc]redentials|[Aa]uthentication failed|username", text) is not None
+    return result(check, refused, "refused" if refused else f"rc={out.returncode}: {text[-160:]}")
+
+
 def default_superuser_refused(address: str, port: int, ca_file: str | None = None) -> dict[str, object]:
     """Log in as cassandra/cassandra: the appliance must have disabled that account."""
     from cassandra import AuthenticationFailed
@@ -364,6 +373,8 @@ def main() -> int:
         results += cassandra_auth(policy)
         if policy.get("tls_required"):
             results += cassandra_tls(policy) + certificate_checks(policy)
+        if policy.get("jmx_auth"):
+            results.append(jmx_needs_credentials(policy))
     if policy.get("tls_required"):
         results += cassandra_ports_from_here(policy)
     print(json.dumps(results))

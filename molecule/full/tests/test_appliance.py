@@ -115,6 +115,7 @@ def test_compliance_passes_and_catches_a_forbidden_process():
         "plaintext refused by cass2 on its native port 9042",
         "plaintext refused by cass3 on its storage port 7000",
         "JMX of cass1 not reachable from here",
+        "JMX refuses nodetool without credentials",
         "valid for 30+ days",
     ):
         assert line in run.stdout, line
