@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from cassandra.query import SimpleStatement
 from conftest import (
@@ -84,6 +84,14 @@ class App(threading.Thread):
                 self.log.info("drill record %d", self.sent)
             time.sleep(0.02)
 
+    def stored(self, reader, since: date) -> Counter:
+        """How many times each of this application's records is stored (a run may cross midnight, UTC)."""
+        records = SimpleStatement(
+            "SELECT message FROM logging.application_logs WHERE day = %s AND app = %s", fetch_size=5000
+        )
+        days = sorted({since, datetime.now(UTC).date()})
+        return Counter(r.message for day in days for r in reader.execute(records, (day, f"drill-{self.run_id}")))
+
     def finish(self) -> None:
         self.stopping.set()
         self.join(10)
@@ -141,12 +149,7 @@ def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
 
     reader = connect("iact_reader", secret("cassandra_reader_password"))
     assert writers.stored_once(reader, counts), "no line stored twice"
-
-    records = SimpleStatement(
-        "SELECT message FROM logging.application_logs WHERE day = %s AND app = %s", fetch_size=5000
-    )
-    days = sorted({writers.started, datetime.now(UTC).date()})
-    stored = Counter(r.message for day in days for r in reader.execute(records, (day, f"drill-{run}")))
+    stored = app.stored(reader, writers.started)
     assert len(stored) == app.sent and max(stored.values()) == 1, "every application record stored exactly once"
 
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections import Counter
-from datetime import UTC, datetime
 
-from cassandra.query import SimpleStatement
 from conftest import (
     NODES,
     ROOT,
@@ -111,9 +108,5 @@ def test_tls_migration_under_load_stores_every_line_once(connect, tmp_path):
 
     reader = connect("iact_reader", secret("cassandra_reader_password"))
     assert writers.stored_once(reader, counts), "no line stored twice"
-    records = SimpleStatement(
-        "SELECT message FROM logging.application_logs WHERE day = %s AND app = %s", fetch_size=5000
-    )
-    days = sorted({writers.started, datetime.now(UTC).date()})
-    stored = Counter(r.message for day in days for r in reader.execute(records, (day, f"drill-{run}")))
+    stored = app.stored(reader, writers.started)
     assert len(stored) == app.sent and max(stored.values()) == 1, "every application record stored exactly once"
