@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alerting_slots import DAYS, SlotAllocator
 from pki import TestCA
 
 from iact.alerting.config import from_mapping
@@ -109,6 +111,16 @@ def test_config_errors():
         from_mapping({**base, "interval": "5 min"})
 
 
+def test_lease_ttl_defaults_to_the_interval_at_least_a_minute_and_can_be_set():
+    base = {"cassandra": {"hosts": ["h"]}}
+    assert from_mapping(base).lease_ttl == 300
+    assert from_mapping({**base, "interval": "30s"}).lease_ttl == 60
+    assert from_mapping({**base, "interval": "10m"}).lease_ttl == 600
+    assert from_mapping({**base, "lease_ttl": "15s"}).lease_ttl == 15
+    with pytest.raises(ConfigError, match="lease_ttl: '0s' is not a duration"):
+        from_mapping({**base, "lease_ttl": "0s"})
+
+
 def test_window_ends_recount_the_last_and_catch_up_missed_runs():
     now = datetime(2026, 11, 23, 10, 17, 30, tzinfo=UTC)
     assert window_ends(None, now, 300, 120, 3600) == [datetime(2026, 11, 23, 10, 15, tzinfo=UTC)]
@@ -166,3 +178,24 @@ def test_alert_log_is_one_line_per_notice_whatever_the_key(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["key"] for line in lines] == keys
     assert "caf\u00e9" in lines[-1], "readable text stays readable"
+
+
+def test_alerting_test_slots_never_share_a_day_or_a_tag():
+    slots = SlotAllocator(days=DAYS)
+    taken = [slots.take() for _ in range(DAYS)]
+    assert len({day.date() for _, day in taken}) == DAYS, "two tests would count each other's rows"
+    assert len({tag for tag, _ in taken}) == DAYS
+    assert all(day.hour == 12 for _, day in taken), "noon: the windows the tests use (07:00 to 11:00) stay in their day"
+    with pytest.raises(RuntimeError, match="all 600 test days are taken"):
+        slots.take()
+
+
+def test_alerting_test_slots_are_distinct_across_threads():
+    slots = SlotAllocator(days=400)
+    out: list[tuple[str, object]] = []
+    threads = [threading.Thread(target=lambda: out.extend(slots.take() for _ in range(100))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({day for _, day in out}) == 400

@@ -7,7 +7,10 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from iact.alerting import config as config_mod
@@ -37,20 +40,52 @@ def channels(conf: AlertConfig) -> dict[str, Channel]:
     return out
 
 
+@contextmanager
+def _lease_kept(store: StateStore, owner: str, ttl: int) -> Iterator[None]:
+    """Renew the lease every third of its TTL while the body runs.
+
+    A run may outlast the TTL (a slow channel, a long catch-up): without renewal the lease would
+    lapse under a live run and the next scheduled run would evaluate and notify alongside it. A
+    holder that dies stops renewing, and the lease lapses one TTL later.
+    """
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                holder = store.renew(owner, ttl)
+            except Exception as exc:  # a missed renewal is retried; the run goes on
+                log.warning("could not renew the evaluation lease: %s", exc)
+                continue
+            if holder:
+                log.error("the evaluation lease was lost (now held by %s); another run may notify too", holder)
+                return
+
+    keeper = threading.Thread(target=renew, name="iact-alert-lease", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
+
+
 def _run(conf: AlertConfig, args: argparse.Namespace) -> int:
     owner = f"{conf.name}/{socket.gethostname()}/{os.getpid()}"
     started = time.perf_counter()
     with open_session(conf.connection) as session:
         store = StateStore(session, conf.keyspace, conf.name)
-        holder = None if args.dry_run else store.acquire(owner, ttl=max(conf.interval, 60))
-        if holder:
-            log.warning("another evaluation holds the lease (%s); not evaluating twice", holder)
-            return 0
-        try:
-            evaluator = Evaluator(conf, WindowQuery(session, conf.keyspace), store, channels(conf), args.dry_run)
-            report = evaluator.run()
-        finally:
-            if not args.dry_run:
+        if args.dry_run:
+            report = Evaluator(conf, WindowQuery(session, conf.keyspace), store, channels(conf), True).run()
+        else:
+            holder = store.acquire(owner, ttl=conf.lease_ttl)
+            if holder:
+                log.warning("another evaluation holds the lease (%s); not evaluating twice", holder)
+                return 0
+            try:
+                with _lease_kept(store, owner, conf.lease_ttl):
+                    report = Evaluator(conf, WindowQuery(session, conf.keyspace), store, channels(conf)).run()
+            finally:
                 store.release(owner)
     took = time.perf_counter() - started
     log.info(

@@ -48,6 +48,10 @@ class AlertConfig:
     name: str = "iact"
     interval: int = 300
     query_delay: int = 120
+    # How long the evaluation lease outlives its holder: a run renews it every third of this while
+    # it works, so only a holder that died (kill -9, host lost) lets it lapse, and the next run
+    # takes over once it has. Default: the interval, at least a minute.
+    lease_ttl: int = 300
     max_catchup: int = 3600
     dashboard_url: str = ""
     slack: SlackConfig | None = None
@@ -179,13 +183,15 @@ def from_mapping(data: object, base_dir: Path | None = None) -> AlertConfig:
         except RuleError as exc:
             raise ConfigError(str(exc)) from exc
 
+    interval = seconds("interval", "5m")
     conf = AlertConfig(
         connection=connection,
         rules=tuple(rules),
         keyspace=keyspace,
         name=top.get("name", str, "iact"),
-        interval=seconds("interval", "5m"),
+        interval=interval,
         query_delay=seconds("query_delay", "2m"),
+        lease_ttl=seconds("lease_ttl", f"{max(interval, 60)}s"),
         max_catchup=seconds("max_catchup", "1h"),
         dashboard_url=top.get("dashboard_url", str, ""),
         slack=slack,

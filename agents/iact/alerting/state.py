@@ -1,8 +1,9 @@
 """Alert state in Cassandra (cql/0005_alerting.cql), so it survives a move to another host.
 
 alert_state: one row per (rule, key) that has fired; alert_silences; alert_runs holds the last
-evaluated window end (missed runs are caught up) and a lease taken with a lightweight transaction,
-so two hosts scheduled by mistake never evaluate, and notify, at the same time.
+evaluated window end (missed runs are caught up) and a lease taken with a lightweight transaction
+and renewed while a run works, so two hosts scheduled by mistake never evaluate, and notify, at the
+same time; a holder that dies leaves a lease that lapses after its TTL.
 """
 
 from __future__ import annotations
@@ -114,6 +115,15 @@ class StateStore:
             (self.lease_row, owner),
         ).one()
         return None if row[0] else (getattr(row, "lease_owner", None) or "another host")
+
+    def renew(self, owner: str, ttl: int) -> str | None:
+        """Extend our lease by `ttl`; None while we hold it, else who does now ("nobody": it lapsed)."""
+        row = self.s.execute(
+            f"UPDATE {self.ks}.alert_runs USING TTL {int(ttl)} SET lease_owner = %s WHERE name = %s "  # nosec B608 # keyspace checked in __init__
+            "IF lease_owner = %s",
+            (owner, self.lease_row, owner),
+        ).one()
+        return None if row[0] else (getattr(row, "lease_owner", None) or "nobody")
 
     def release(self, owner: str) -> None:
         """Give the lease back (it also expires by itself)."""

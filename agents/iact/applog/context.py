@@ -23,7 +23,9 @@ from typing import Any
 _request_context: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
     "iact_request_context", default=None
 )
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A client's X-Request-ID is kept only when it is a plain token. fullmatch, not "^...$": "$" also
+# matches before a trailing newline, and "abc\n" echoed into a response header is a 500.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 SESSION_ID_CHARS = 16
 _SESSION_HASH_SALT = b"iact.applog.session_id"
 # Without a configured secret (a non-Django app, tests): a key of this process only, so ids still
@@ -79,6 +81,10 @@ class RequestContextFilter(logging.Filter):
 class RequestContextMiddleware:
     """Django middleware: take X-Request-ID (or make one), note user and session, echo the id.
 
+    A client's id that is not a plain token (over 128 characters, control characters, spaces,
+    non-ASCII) is replaced by a fresh one rather than trimmed, so it never reaches a response
+    header or a log record.
+
     The session is noted as session_hash(key) under a key derived from SECRET_KEY.
     """
 
@@ -91,7 +97,7 @@ class RequestContextMiddleware:
     def __call__(self, request: Any) -> Any:
         """Set the context for the request's duration."""
         incoming = request.META.get(self.header, "")
-        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE_ID.fullmatch(incoming) else uuid.uuid4().hex
         user = getattr(request, "user", None)
         session = getattr(request, "session", None)
         token = _request_context.set(

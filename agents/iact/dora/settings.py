@@ -35,10 +35,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Right after authentication (it reads the user) and before anything that may refuse the
+    # request, so a refusal too carries its X-Request-ID and its log record the id.
+    "iact.applog.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "iact.dora.middleware.AdminNetworkMiddleware",
-    "iact.applog.RequestContextMiddleware",
 ]
 
 ROOT_URLCONF = "iact.dora.urls"

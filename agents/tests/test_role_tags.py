@@ -1,0 +1,86 @@
+"""Phase tags of the Python roles (collector_agent, django_dora, alerting) select their phases in site.yml.
+
+`ansible-playbook site.yml --tags configure` must reach these roles' configuration and nothing of
+their install or service phases; preflight (`always`) comes along, since it loads the values the
+other phases read. `--list-tasks` needs no host, so this runs without the lab.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+# Each role's phase tag -> the includes of tasks/main.yml it selects (by task name).
+PHASES: dict[str, dict[str, set[str]]] = {
+    "collector_agent": {
+        "install": {"Build the package on the controller and install it offline"},
+        "configure": {
+            "Configure the agent",
+            "Make rsyslog write each line's severity and facility (collector_agent_rsyslog_severity)",
+        },
+        "service": {"Run the agent under systemd"},
+    },
+    "django_dora": {
+        "install": {"Install MariaDB, nginx and the iact package with its dora extra"},
+        "configure": {
+            "Create the database and its least-privilege user",
+            "Configure Django, migrate, collect static files, create the admin and tokens",
+        },
+        "service": {"Run gunicorn behind nginx"},
+        "maintenance": {"Install the maintenance jobs (session cleanup, health check, backup)"},
+    },
+    "alerting": {
+        "install": {"Install the iact package into the alerting virtualenv"},
+        "configure": {"Configure rules, channels and the alert log"},
+        "service": {"Schedule the evaluation"},
+    },
+}
+TAGS = sorted({tag for phases in PHASES.values() for tag in phases})
+
+
+@cache
+def listed(tag: str) -> dict[str, set[str]]:
+    """Task names per role that `site.yml --tags <tag> --list-tasks` shows against the lab inventory."""
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-i", "inventories/lab"]
+    run = subprocess.run(
+        [*argv, "--list-tasks", "--tags", tag],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    out: dict[str, set[str]] = {}
+    for line in run.stdout.splitlines():
+        role, sep, rest = line.strip().partition(" : ")
+        if sep and role in PHASES:
+            out.setdefault(role, set()).add(rest.split("\tTAGS:")[0].strip())
+    return out
+
+
+@pytest.mark.parametrize("role", sorted(PHASES))
+def test_every_phase_is_tagged_and_hands_its_tags_to_its_tasks(role):
+    # Without `apply`, --tags configure would select the include and then skip every task inside it.
+    for task in yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text()):
+        include = task["ansible.builtin.include_tasks"]
+        assert isinstance(include, dict) and include["apply"]["tags"] == task["tags"], task["name"]
+        assert task["tags"][0] in {"always", *TAGS}, f"{role}: '{task['name']}' has no phase tag: {task['tags']}"
+        assert {f"{role}_{t}" for t in task["tags"]} & set(task["tags"]), f"{task['name']}: no role-prefixed tag"
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_a_phase_tag_selects_that_phase_of_each_role_and_no_other(tag):
+    shown = listed(tag)
+    for role, phases in PHASES.items():
+        names = shown.get(role, set())
+        assert phases.get(tag, set()) <= names, f"--tags {tag} misses {role}'s {phases.get(tag, set()) - names}"
+        assert "Preflight checks" in names, f"--tags {tag} skips {role}'s preflight"
+        others = set().union(*(n for t, n in phases.items() if t != tag))
+        assert not others & names, f"--tags {tag} also selects {role}'s {others & names}"
