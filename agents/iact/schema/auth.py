@@ -7,6 +7,7 @@
 3. `bootstrap`: log in as the default `cassandra` role once, create the operator's superuser,
    then strip the default role of login and superuser.
 4. `roles`: least-privilege writer and reader roles with their grants.
+5. `maintainer`: the role the nodes' maintenance jobs log in as to take the cluster-wide lock.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def ensure_grants(
         say(f"role {role}: REVOKE {permission} ON KEYSPACE {keyspace}")
         changed = True
     if not changed:
-        say(f"role {role}: has exactly {', '.join(sorted(permissions))} on {keyspace}")
+        say(f"role {role}: has exactly {', '.join(sorted(permissions)) or 'no permissions'} on {keyspace}")
     return changed
 
 
@@ -160,4 +161,21 @@ def ensure_table_grants(
             session.execute(f"GRANT {permission} ON TABLE {keyspace}.{table} TO {role}")
             say(f"role {role}: GRANT {permission} ON TABLE {keyspace}.{table}")
             changed = True
+    return changed
+
+
+# The nodes' maintenance jobs read and write the lock row (cql/0006_maintenance_lock.cql) and nothing else:
+# the credentials sit in a root-only file on every node, so a leaked file exposes no logs.
+MAINTAINER_TABLES = ("maintenance_lock",)
+MAINTAINER_PERMISSIONS = ("SELECT", "MODIFY")
+
+
+def ensure_maintainer(
+    session: Session, base: ConnectionSettings, name: str, password: str, keyspace: str, say: Callable[[str], None]
+) -> bool:
+    """A LOGIN role with SELECT and MODIFY on the lock table only; True when anything changed."""
+    changed = ensure_login_role(session, base, name, password, say)
+    changed |= ensure_grants(session, name, keyspace, (), say)
+    for permission in MAINTAINER_PERMISSIONS:
+        changed |= ensure_table_grants(session, name, keyspace, MAINTAINER_TABLES, permission, say)
     return changed

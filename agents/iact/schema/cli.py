@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     roles.add_argument("--writer", required=True)
     roles.add_argument("--reader", required=True)
     roles.add_argument("--alerter", help="iact-alert's role ($IACT_ALERTER_PASSWORD): reads logs, writes alert state")
+    maint = auth_sub.add_parser(
+        "maintainer", help="the nodes' maintenance role ($IACT_MAINTAINER_PASSWORD): the lock table only"
+    )
+    maint.add_argument("--keyspace", default="logging")
+    maint.add_argument("--role", required=True)
     return p
 
 
@@ -125,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
                 changed |= auth.ensure_table_grants(
                     session, args.alerter, args.keyspace, auth.ALERTER_TABLES, "MODIFY", _say
                 )
+    elif args.auth_command == "maintainer":
+        password = _env_secret("IACT_MAINTAINER_PASSWORD")
+        with open_session(settings) as session:
+            changed = auth.ensure_maintainer(session, settings, args.role, password, args.keyspace, _say)
     _say(f"result: {'changed' if changed else 'unchanged'}")
     return 0
 

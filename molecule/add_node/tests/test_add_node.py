@@ -40,6 +40,27 @@ def ownership() -> dict[str, float]:
     return {address: float(owns) for address, owns in OWNS.findall(out)}
 
 
+def test_a_new_host_among_the_seeds_is_refused_before_anything_changes():
+    """A seed never bootstraps: listed among the seeds, the new host would join with no data and
+    serve reads for ranges it does not hold. Preflight refuses it, naming the fix, before any node
+    is touched or started (issue 16)."""
+    started = {node: unit_started(node) for node in NODES}
+    run = playbook(
+        "playbooks/cassandra_add_node.yml",
+        "-i",
+        str(GROW),
+        "-e",
+        f"new_nodes={NEW}",
+        "-e",
+        "cassandra_cluster_seed_count=4",
+    )
+    assert run.returncode != 0, "the add was refused"
+    assert f"{NEW} would be a seed" in run.stdout and "Remove it from the seeds" in run.stdout, run.stdout[-3000:]
+    assert podman("exec", NEW, "systemctl", "is-active", "cassandra", check=False).stdout.strip() != "active"
+    assert {node: unit_started(node) for node in NODES} == started, "no running node was restarted"
+    assert ring_up(3), "the ring is as it was"
+
+
 def test_a_fourth_node_joins_under_ingest_and_the_others_are_cleaned_up(connect):
     assert ring_up(3), "converge left three nodes UN"
     assert list(ownership().values()) == [100.0] * 3, "with 3 nodes and RF 3 every node holds all the data"
@@ -60,6 +81,7 @@ def test_a_fourth_node_joins_under_ingest_and_the_others_are_cleaned_up(connect)
     for node in NODES:
         assert f"{node}: cleanup finished in" in grow.stdout, f"cleanup ran on {node} and reported its time"
     assert f"{NEW}: cleanup" not in grow.stdout, "no cleanup on the node that just joined"
+    assert "Assert no node of the ring is joining" in grow.stdout, "the join was gated on no other node joining"
     assert {node: unit_started(node) for node in NODES} == started, "the running nodes were not restarted"
 
     assert ring_up(4), "four nodes UN"
