@@ -6,13 +6,11 @@ import http.cookiejar
 import json
 import re
 import ssl
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import testinfra
@@ -79,13 +77,16 @@ def test_site_rerun_on_one_host_changes_nothing_and_records_itself_on_the_dashbo
     """An operator's `site.yml --limit` redeploy, with the callback on.
 
     Molecule's idempotence step has already re-run site.yml on every host and found no change; this
-    run, limited to the app host (about 90 s instead of 5 min), checks that the callback records it.
+    run, limited to the app host and its configure phase (an operator's quick config push, the
+    tags every role shares), checks that the callback records it.
     """
     before = appliance_deployments()
     run = playbook(
         "site.yml",
         "--limit",
         "app1",
+        "--tags",
+        "configure",
         env={
             "IACT_DORA_URL": f"https://{node_ip('app1')}",
             "IACT_DORA_TOKEN": secret("dora_ci_token"),
@@ -94,7 +95,7 @@ def test_site_rerun_on_one_host_changes_nothing_and_records_itself_on_the_dashbo
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     counts = recap(run.stdout)
-    assert set(counts) == {"app1"} and counts["app1"]["ok"] > 50, counts
+    assert set(counts) == {"app1"} and counts["app1"]["ok"] > 20, counts
     assert counts["app1"]["changed"] == 0, "re-running site.yml changes nothing"
     assert "iact_dora: recorded this run as deployment" in run.stdout
     assert appliance_deployments() == before + 1
@@ -149,50 +150,3 @@ def test_health_reports_every_host():
     ):
         assert line in run.stdout
     assert "0 failed" in run.stdout
-
-
-def test_backup_then_restore_brings_back_logs_and_dashboard_rows(tmp_path: Path, admin, connect):
-    marker = f"backup-{uuid.uuid4()}"
-    testinfra.get_host("podman://cass1").run(f"logger -t backuptest {marker}")
-    reader = connect("iact_reader", secret("cassandra_reader_password"))
-    query = SimpleStatement("SELECT message FROM logging.infrastructure_logs WHERE day = %s AND program = 'backuptest'")
-
-    def marker_rows():
-        return [r for r in reader.execute(query, (datetime.now(UTC).date(),)) if r.message == marker]
-
-    wait_until(marker_rows, 60, f"{marker} stored before the backup", interval=1)
-    dora = testinfra.get_host("podman://app1")
-    kept, lost = f"kept-{marker}", f"lost-{marker}"
-    add = "INSERT INTO dora_service (name, created_at) VALUES ('{}', NOW())"
-    dora.check_output(f"mariadb dora -e {add.format(kept)!r}")
-
-    backup = playbook("playbooks/backup.yml", "-e", f"backup_dir={tmp_path}")
-    assert backup.returncode == 0, backup.stdout[-4000:] + backup.stderr[-2000:]
-    (tag,) = [p.name for p in tmp_path.iterdir() if p.name.startswith("iact-backup-")]
-    files = {str(p.relative_to(tmp_path / tag)) for p in (tmp_path / tag).rglob("*") if p.is_file()}
-    expected = {f"cassandra/{n}.tar.gz" for n in ("cass1", "cass2", "cass3")} | {"dora/app1.sql.gz"}
-    assert files == expected | {"manifest.json", "SHA256SUMS"}
-
-    # Disaster: the table is emptied and a dashboard row appears that the backup does not have.
-    admin.execute("TRUNCATE logging.infrastructure_logs")
-    assert not marker_rows()
-    dora.check_output(f"mariadb dora -e {add.format(lost)!r}")
-
-    restore = playbook(
-        "playbooks/restore.yml", "-e", f"backup_dir={tmp_path}", "-e", f"restore_tag={tag}",
-        "-e", '{"restore_tables": ["infrastructure_logs"]}',
-    )  # fmt: skip
-    assert restore.returncode == 0, restore.stdout[-4000:] + restore.stderr[-2000:]
-    assert len(marker_rows()) == 2, "the line is back, once per source"
-    names = dora.check_output("mariadb -N -B dora -e 'SELECT name FROM dora_service'").split()
-    assert kept in names and lost not in names
-
-
-def test_restore_refuses_a_corrupted_set(tmp_path: Path):
-    (tmp_path / "iact-backup-19700101T000000Z" / "dora").mkdir(parents=True)
-    set_dir = tmp_path / "iact-backup-19700101T000000Z"
-    (set_dir / "dora" / "app1.sql.gz").write_bytes(b"not what was backed up")
-    subprocess.run(["sh", "-c", "echo 0000  dora/app1.sql.gz > SHA256SUMS"], cwd=set_dir, check=True)
-    run = playbook("playbooks/restore.yml", "-e", f"backup_dir={tmp_path}", "-e", f"restore_tag={set_dir.name}")
-    assert run.returncode != 0
-    assert "Verify the set's checksums" in run.stdout
