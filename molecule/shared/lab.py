@@ -127,7 +127,11 @@ def operator_env() -> dict[str, str]:
     """This process's environment without Molecule's ANSIBLE_CONFIG: the repository's ansible.cfg applies,
     as when an operator runs a playbook (Molecule's generated one does not enable the iact_dora callback).
     """
-    return {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"} | {"ANSIBLE_FORCE_COLOR": "0"}
+    # Nor the callbacks Molecule's scenario enables for its own runs (profile_tasks): set in the
+    # environment, they would replace ansible.cfg's callbacks_enabled (the iact_dora callback).
+    dropped = {"ANSIBLE_CONFIG", "ANSIBLE_CALLBACKS_ENABLED"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("PROFILE_TASKS_")}
+    return env | {"ANSIBLE_FORCE_COLOR": "0"}
 
 
 def playbook(path: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
