@@ -2,8 +2,9 @@
 
 One evaluation of 20 rules over 100 hosts' worth of rows (one row per host per second in both
 log tables, i.e. 30,000 + 30,000 rows in the 5-minute window, plus the flatline lookback), on a
-real Cassandra node. Baseline measured in the same run: reading every row of the window once,
-which is the least any evaluation must do.
+real Cassandra node. Baseline measured in the same run: reading every row of the window and of the
+flatline rules' 10-minute lookback once per table, which is the least any evaluation of these rules
+must read.
 """
 
 from __future__ import annotations
@@ -35,16 +36,17 @@ from iact.schema.params import SchemaParams
 HOSTS = 100
 SECONDS = 300
 LEVELS = ["INFO"] * 90 + ["WARNING"] * 7 + ["ERROR"] * 2 + ["CRITICAL"]
+LOOKBACK = timedelta(minutes=10)
 SEVERITIES = ["info"] * 90 + ["notice"] * 5 + ["warning"] * 3 + ["err"] * 2
 
 
 def rules() -> list:
-    """20 rules: the 3 built-ins and 17 more of every shape."""
+    """20 rules: the 4 built-ins and 16 more of every shape."""
     extra = [
         {"name": f"app-errors-{i}", "filter": {"level": "ERROR", "app": f"app{i}"}, "window": "5m", "threshold": 50}
         for i in range(5)
     ] + [
-        {"name": f"logger-{i}", "filter": {"logger": f"svc.{i}"}, "window": "5m", "threshold": 1000} for i in range(4)
+        {"name": f"logger-{i}", "filter": {"logger": f"svc.{i}"}, "window": "5m", "threshold": 1000} for i in range(3)
     ] + [
         {"name": "per-host-errors", "filter": {"level": ["ERROR", "CRITICAL"]}, "group_by": "host", "threshold": 5},
         {"name": "infra-err", "table": "infrastructure", "filter": {"severity": "err"}, "threshold": 100},
@@ -108,22 +110,31 @@ def main() -> None:
                                 "threshold": 0}], include_builtin=False)  # fmt: skip
             t0 = time.perf_counter()
             scanned = sum(sum(query.count(r, start, end).counts.values()) for r in scan)
+            window_only = time.perf_counter() - t0
+            # The flatline rules need the keys of the 10 minutes before the window too: reading the
+            # window and that lookback once per table is the least any evaluation of these rules reads.
+            t0 = time.perf_counter()
+            scanned_lookback = sum(sum(query.count(r, start - LOOKBACK, end).counts.values()) for r in scan)
             baseline = time.perf_counter() - t0
             conf = AlertConfig(connection=conn, rules=tuple(rules()), name="bench", log_path=None, query_delay=60)
             conf = replace(conf, interval=300)
             store = StateStore(session, "logging", "bench")
+            query = WindowQuery(session, "logging")
             evaluator = Evaluator(conf, query, store, {}, clock=lambda: end + timedelta(seconds=61))
             t0 = time.perf_counter()
             report = evaluator.run()
             took = time.perf_counter() - t0
     finally:
         node.cleanup()
-    print(f"rows loaded: {loaded:,} in {load_s:.1f} s; window rows read by the baseline: {scanned:,}")
-    print(f"{'measure':56} {'value':>10}")
-    print(f"{'baseline: read every row of the window once':56} {baseline:>8.2f} s")
-    print(f"{'one evaluation, 20 rules, 100 hosts (incl. flatline lookback)':56} {took:>8.2f} s")
-    print(f"{'ratio evaluation / baseline':56} {took / baseline:>9.1f}x")
-    print(f"{'notifications decided':56} {len(report.notifications):>10}")
+    print(f"rows loaded: {loaded:,} in {load_s:.1f} s; rows in the window: {scanned:,}, with the lookback: "
+          f"{scanned_lookback:,}")  # fmt: skip
+    print(f"{'measure':64} {'value':>10}")
+    print(f"{'read every row of the 5-minute window once (both tables)':64} {window_only:>8.2f} s")
+    print(f"{'baseline: read window and 10-minute lookback once (both tables)':64} {baseline:>8.2f} s")
+    print(f"{'one evaluation, 20 rules, 100 hosts (incl. flatline lookback)':64} {took:>8.2f} s")
+    print(f"{'queries the evaluation ran':64} {query.scans:>10}")
+    print(f"{'ratio evaluation / baseline (read-once)':64} {took / baseline:>9.2f}x")
+    print(f"{'notifications decided':64} {len(report.notifications):>10}")
 
 
 if __name__ == "__main__":

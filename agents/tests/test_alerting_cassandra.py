@@ -16,13 +16,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from alerting_slots import SLOTS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iact.alerting.cli import channels as build_channels
 from iact.alerting.config import AlertConfig, EmailConfig, SlackConfig
 from iact.alerting.engine import Evaluator
-from iact.alerting.query import WindowQuery
+from iact.alerting.query import Span, WindowQuery
 from iact.alerting.rules import parse_rules
 from iact.alerting.state import StateStore
+from iact.cassandra.session import open_session
 
 pytestmark = pytest.mark.cassandra
 
@@ -364,3 +367,116 @@ def test_lease_prevents_a_second_evaluator(world):
     store.release("host-a")
     assert store.acquire("host-b", 60) is None
     store.release("host-b")
+
+
+# Read once per window: every rule that shares a table shares its scan, and sharing changes no count.
+
+FIELDS = {"level": ("INFO", "ERROR", "CRITICAL"), "logger": ("app.db", "app.web"), "host": ("web1", "web2")}
+
+
+@st.composite
+def rule_sets(draw):
+    """Up to six application rules of every shape: filters on indexed and other columns, grouping,
+    windows of 1 to 10 minutes, flatlines with a lookback."""
+    out = []
+    for i in range(draw(st.integers(1, 6))):
+        filters = {c: draw(st.sampled_from(v)) for c, v in FIELDS.items() if draw(st.booleans())}
+        rule = {"name": f"r{i}", "filter": filters, "window": f"{draw(st.integers(1, 10))}m", "threshold": 1}
+        if draw(st.booleans()):
+            rule["group_by"] = draw(st.sampled_from(("host", "logger", "level")))
+        if draw(st.integers(0, 3)) == 0:
+            rule |= {"kind": "flatline", "group_by": rule.get("group_by", "host"), "lookback": "5m"}
+        out.append(rule)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shared_rows(cassandra_settings):
+    """Rows every minute from 09:50 to 10:10 of a day of their own, of each level, logger and host."""
+    with open_session(cassandra_settings) as session:
+        yield (session, *_write_shared_rows(session))
+
+
+def _write_shared_rows(session):
+    _tag, base = SLOTS.take()
+    insert = session.prepare(
+        "INSERT INTO logging.application_logs (host, day, hour, ts, log_id, app, level, logger, message) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    rows = []
+    start = base.replace(hour=9, minute=50)
+    for minute in range(20):
+        for n, (level, logger, host) in enumerate(
+            (lv, lg, h) for lv in FIELDS["level"] for lg in FIELDS["logger"] for h in FIELDS["host"]
+        ):
+            if (minute + n) % 3 == 0:
+                continue  # not every combination every minute
+            ts = start + timedelta(minutes=minute, seconds=n)
+            session.execute(
+                insert, (host, ts.date(), ts.hour, ts, uuid.uuid4(), "shop", level, logger, f"{minute} {n}")
+            )
+            rows.append({"ts": ts, "level": level, "logger": logger, "host": host})
+    return base, rows
+
+
+def expected(rule, rows, start, end):
+    """The rule's counts, computed from the rows as written."""
+    out = {}
+    for row in rows:
+        if start <= row["ts"] < end and all(row[c] in v for c, v in rule.filters.items()):
+            key = row[rule.group_by] if rule.group_by else "*"
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+@settings(max_examples=25)
+@given(items=rule_sets(), minute=st.integers(0, 20))
+def test_one_scan_per_window_counts_what_each_rule_would_count_alone(shared_rows, items, minute):
+    session, base, rows = shared_rows
+    end = base.replace(hour=9, minute=50) + timedelta(minutes=minute)
+    rules = parse_rules(items, include_builtin=False)
+    spans = [Span(r.name, r, end - timedelta(seconds=r.window), end) for r in rules]
+    spans += [Span(f"{r.name} before", r, s.start - timedelta(seconds=r.lookback), s.start)
+              for r, s in zip(rules, spans, strict=False) if r.kind == "flatline"]  # fmt: skip
+    query = WindowQuery(session, "logging")
+    found = query.count_spans(spans)
+    for span in spans:
+        assert dict(found[span.key].counts) == expected(span.rule, rows, span.start, span.end), span
+    wide = any(query._pushed(r) is None for r in rules)
+    narrow = {query._pushed(r) for r in rules} - {None}
+    assert query.scans <= int(wide) + len(narrow), "one read of the range, plus one per indexed equality outside it"
+    if all(query._pushed(r) is None for r in rules):
+        assert query.scans == 1
+
+
+def test_an_evaluation_of_twenty_rules_reads_each_table_once(world):
+    world.rules(
+        *[{"name": f"app-{i}", "filter": {"level": "ERROR", "app": f"app{i}"}, "threshold": 50} for i in range(8)],
+        *[{"name": f"logger-{i}", "filter": {"logger": f"svc.{i}"}, "threshold": 1000} for i in range(5)],
+        {"name": "per-host", "group_by": "host", "threshold": 5},
+        {"name": "silent-apps", "kind": "flatline", "group_by": "app", "threshold": 1, "lookback": "10m"},
+        {"name": "infra-err", "table": "infrastructure", "filter": {"severity": "err"}, "threshold": 100},
+        {"name": "infra-per-host", "table": "infrastructure", "group_by": "host", "threshold": 100},
+        {"name": "auth", "table": "infrastructure", "filter": {"source": "auth"}, "threshold": 500},
+        {"name": "kernel", "table": "infrastructure", "filter": {"program": "kernel"}, "threshold": 100},
+        {"name": "silent-hosts", "kind": "flatline", "table": "infrastructure", "group_by": "host", "threshold": 1},
+    )
+    assert len(world.conf.rules) == 20
+    world.write(3, window(world, 1))
+    query = WindowQuery(world.session, "logging")
+    store = StateStore(world.session, "logging", world.conf.name)
+    report = Evaluator(world.conf, query, store, {}, clock=lambda: window(world, 6)).run()
+    assert len(report.windows) == 1
+    assert query.scans == 2, "one read of the window per table, lookbacks included"
+
+
+def test_an_hour_of_lookback_is_read_through_its_index_not_by_scanning_every_row(world):
+    host_silent = next(r for r in parse_rules([]) if r.name == "host-silent")
+    world.rules({"name": "per-program", "table": "infrastructure", "group_by": "program", "threshold": 100})
+    world.conf = replace(world.conf, rules=(*world.conf.rules, replace(host_silent, name=f"host-silent-{world.tag}")))
+    world.metrics("web1", window(world, -50), window(world, 5))
+    query = WindowQuery(world.session, "logging")
+    store = StateStore(world.session, "logging", world.conf.name)
+    found = Evaluator(world.conf, query, store, {}, clock=lambda: window(world, 6))._counts(window(world, 5))
+    assert query.scans == 2, "the 5-minute window unfiltered, the hour before it through source = 'metrics'"
+    assert found[f"host-silent-{world.tag}"].counts == {"web1": 5}

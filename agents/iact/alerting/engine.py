@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from iact.alerting.config import AlertConfig
 from iact.alerting.notify import Channel, Notification, deliver
-from iact.alerting.query import ALL_KEYS, WindowCounts, WindowQuery
+from iact.alerting.query import ALL_KEYS, Span, WindowCounts, WindowQuery
 from iact.alerting.rules import TABLES, Rule
 from iact.alerting.state import KeyState, Silence, StateStore
 
@@ -80,26 +80,38 @@ class Evaluator:
         silences = self.store.silences(now)
         for end in window_ends(self.store.watermark(), now, c.interval, c.query_delay, c.max_catchup):
             report.windows.append(end)
+            counts = self._counts(end)
             for rule in c.rules:
-                self._rule(rule, end, now, silences, report)
+                self._rule(rule, counts[rule.name], now, silences, report)
             if not self.dry_run:
                 self.store.set_watermark(end, "failed channels" if report.failures else "ok")
         return report
 
-    def _counts(self, rule: Rule, end: datetime) -> WindowCounts:
-        start = end - timedelta(seconds=rule.window)
-        counts = self.query.count(rule, start, end)
-        if rule.kind == "flatline":
-            # Expected keys: those seen during the lookback before the window.
-            before = self.query.count(rule, start - timedelta(seconds=rule.lookback), start)
-            for key in before.counts:
-                counts.counts.setdefault(key, 0)
-        elif rule.group_by is None:
-            counts.counts.setdefault(ALL_KEYS, 0)
-        return counts
+    def _counts(self, end: datetime) -> dict[str, WindowCounts]:
+        """Every rule's counts for the window ending at `end`, each table read once for all of them."""
+        spans = []
+        for rule in self.conf.rules:
+            start = end - timedelta(seconds=rule.window)
+            spans.append(Span(rule.name, rule, start, end))
+            if rule.kind == "flatline":
+                spans.append(Span(f"{rule.name}\0before", rule, start - timedelta(seconds=rule.lookback), start))
+        found = self.query.count_spans(spans)
+        out = {}
+        for rule in self.conf.rules:
+            counts = found[rule.name]
+            if rule.kind == "flatline":
+                # Expected keys: those seen during the lookback before the window.
+                for key in found[f"{rule.name}\0before"].counts:
+                    counts.counts.setdefault(key, 0)
+            elif rule.group_by is None:
+                counts.counts.setdefault(ALL_KEYS, 0)
+            out[rule.name] = counts
+        return out
 
-    def _rule(self, rule: Rule, end: datetime, now: datetime, silences: list[Silence], report: RunReport) -> None:
-        counts = self._counts(rule, end)
+    def _rule(
+        self, rule: Rule, counts: WindowCounts, now: datetime, silences: list[Silence], report: RunReport
+    ) -> None:
+        end = counts.end
         states = self.store.states(rule.name)
         for key, count in counts.counts.items():
             state = states.get(key)
