@@ -55,7 +55,7 @@ def speaks_tls(ip: str, port: int = 9042) -> bool:
 
 def tls_context_for(ips) -> ssl.SSLContext | None:
     """TLS verified against the lab CA when the cluster speaks it (always, once converged; only
-    after playbooks/cassandra_enable_tls.yml in the failover scenario, which starts in plaintext)."""
+    after playbooks/cassandra_enable_tls.yml in the full scenario, which starts in plaintext)."""
     first = next(iter(ips.values()))
     return ssl.create_default_context(cafile=str(ca_file())) if ca_file().is_file() and speaks_tls(first) else None
 
