@@ -77,7 +77,12 @@ def test_each_hosts_secrets_resolve_from_the_vault(filled_in):
     secrets = {
         "cassandra": ["cassandra_cluster_superuser_password", "cassandra_cluster_writer_password"],
         "collectors": ["collector_agent_cassandra_password"],
-        "dora": ["django_dora_db_password", "django_dora_admin_password", "django_dora_api_tokens[0].token"],
+        "dora": [
+            "django_dora_db_password",
+            "django_dora_admin_password",
+            "django_dora_api_tokens[0].token",
+            "django_dora_logs_password",
+        ],
         "alerting": ["alerting_cassandra_password", "alerting_slack_webhook_url"],
     }
     vault = yaml.safe_load(EXAMPLE.read_text())

@@ -70,6 +70,7 @@ options:
 import shlex
 from typing import Any
 
+from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection
 
@@ -108,4 +109,10 @@ class Connection(PodmanConnection):
             return super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         self._connected = True
         args = ["exec", "-i"] + (["--user", self.user] if self.user else [])
-        return self._podman(args, shlex.split(to_native(cmd, errors="surrogate_or_strict")), in_data)
+        rc, out, err = self._podman(args, shlex.split(to_native(cmd, errors="surrogate_or_strict")), in_data)
+        # Without pipelining the first command (mkdir of the temporary directory) meets a missing or
+        # stopped container and Ansible reports the host unreachable; keep that, rather than a
+        # module failure, so `ignore_unreachable` and `is unreachable` still mean what they say.
+        if rc == 125 and any(m in err for m in (b"no such container", b"container state improper", b"not running")):
+            raise AnsibleConnectionFailure(f"container {self._container_id}: {to_native(err).strip()}")
+        return rc, out, err

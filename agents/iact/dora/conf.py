@@ -59,6 +59,20 @@ class CassandraLogConfig:
 
 
 @dataclass(frozen=True)
+class LogsConfig:
+    """The log console's read-only Cassandra account (the cluster's and CA are the `cassandra` section's).
+
+    Off when the password is empty: /logs/ then answers 503 naming what to set.
+    """
+
+    username: str = "iact_reader"
+    password: str = field(default="", repr=False)
+    keyspace: str = "logging"
+    # Rows a search may read per page when it filters here (text, non-indexed columns).
+    scan_limit: int = 20_000
+
+
+@dataclass(frozen=True)
 class HealthConfig:
     """What the health check probes and where it writes its verdict."""
 
@@ -106,6 +120,7 @@ class DoraConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     cassandra: CassandraLogConfig = field(default_factory=CassandraLogConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     api: ApiLimits = field(default_factory=ApiLimits)
     login: LoginLimits = field(default_factory=LoginLimits)
@@ -199,6 +214,16 @@ def from_mapping(data: object) -> DoraConfig:
     if cassandra.ca_file and not os.path.isfile(cassandra.ca_file):
         raise ConfigError(f"cassandra.ca_file: {cassandra.ca_file} does not exist; set it to the appliance CA")
     cs.done()
+    ls = top.section("logs")
+    logs = LogsConfig(
+        username=ls.get("username", str, LogsConfig.username),
+        password=ls.get("password", str, ""),
+        keyspace=ls.get("keyspace", str, LogsConfig.keyspace),
+        scan_limit=ls.count("scan_limit", LogsConfig.scan_limit, minimum=100),
+    )
+    if logs.password and not cassandra.hosts:
+        raise ConfigError("logs.password is set but cassandra.hosts is empty: list the nodes under cassandra.hosts")
+    ls.done()
     hs = top.section("health")
     health = HealthConfig(
         status_file=hs.get("status_file", str, HealthConfig.status_file),
@@ -238,6 +263,7 @@ def from_mapping(data: object) -> DoraConfig:
         database=database,
         email=email,
         cassandra=cassandra,
+        logs=logs,
         health=health,
         api=api,
         login=login,

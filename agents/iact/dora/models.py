@@ -176,3 +176,18 @@ class Throttle(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class LogConsole(models.Model):
+    """No table: the holder of the log console's two permissions (Django attaches permissions to a model).
+
+    Log rows hold auth.log lines and user ids, so reading them is a right of its own, not a login's.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_logs", "Can read log rows in the log console"),
+            ("manage_alerts", "Can acknowledge, silence and unsilence alerts"),
+        ]

@@ -15,6 +15,9 @@ CONFIG = conf.load()
 BASE_DIR = Path(__file__).resolve().parent
 
 SECRET_KEY = CONFIG.secret_key
+# The log console (iact.dora.logs): its read-only account, and the cluster and CA of `cassandra`.
+IACT_LOGS = CONFIG.logs
+IACT_CASSANDRA = CONFIG.cassandra
 DEBUG = CONFIG.debug
 ALLOWED_HOSTS = list(CONFIG.allowed_hosts)
 CSRF_TRUSTED_ORIGINS = list(CONFIG.csrf_trusted_origins)

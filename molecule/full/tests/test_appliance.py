@@ -38,6 +38,14 @@ def appliance_deployments() -> int:
 
 def dashboard_page(query: str) -> str:
     """The dashboard as a signed-in user sees it (Django's login form, CSRF and session cookie)."""
+    response = signed_in(f"/api/dora/dashboard/?{query}")
+    assert "/api/dora/dashboard/" in response.geturl(), "signed in and sent on to the dashboard"
+    return response.read().decode()
+
+
+def signed_in(next_path: str):
+    """The response to `next_path` after signing in as the dashboard's admin through nginx; its
+    `opener` attribute keeps the session for further requests."""
     base = f"https://{node_ip('app1')}"
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(
@@ -47,12 +55,12 @@ def dashboard_page(query: str) -> str:
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
     body = urllib.parse.urlencode(
         {"username": "admin", "password": secret("dora_admin_password"), "csrfmiddlewaretoken": csrf,
-         "next": f"/api/dora/dashboard/?{query}"}
+         "next": next_path}
     ).encode()  # fmt: skip
     login = urllib.request.Request(f"{base}/accounts/login/", data=body, headers={"Referer": f"{base}/accounts/login/"})
     response = opener.open(login, timeout=30)
-    assert "/api/dora/dashboard/" in response.geturl(), "signed in and sent on to the dashboard"
-    return response.read().decode()
+    response.opener = opener
+    return response
 
 
 @pytest.mark.parametrize("name", ALL_HOSTS)
@@ -76,7 +84,7 @@ def test_a_logger_line_from_every_host_is_stored(name, connect):
 def test_site_rerun_on_one_host_changes_nothing_and_records_itself_on_the_dashboard():
     """An operator's `site.yml --limit` redeploy, with the callback on.
 
-    Molecule's idempotence step has already re-run site.yml on every host and found no change; this
+    test_converged has already re-run site.yml on every host and found no change; this
     run, limited to the app host and its configure phase (an operator's quick config push, the
     tags every role shares), checks that the callback records it.
     """

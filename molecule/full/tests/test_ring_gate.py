@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from cassandra import ConsistencyLevel
 from cassandra.query import SimpleStatement
-from conftest import playbook, podman, ring_up, wait_until
+from conftest import playbook, podman, ring_up, secret, wait_until
 
 KEYSPACE = "ring_gate_drill"
 HOLDERS = ("cass1", "cass2")
@@ -43,7 +43,10 @@ def handoff(action: str) -> None:
 
 
 @pytest.fixture
-def hints_held_for_cass3(admin):
+def hints_held_for_cass3(connect):
+    # A session of its own: the shared one went through the drill's full outage, and the driver may
+    # still be backing off its reconnections.
+    admin = connect("iact_admin", secret("cassandra_superuser_password"))
     dc = admin.execute("SELECT data_center FROM system.local").one().data_center
     admin.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = {{'class': 'NetworkTopologyStrategy', '{dc}': 3}}"

@@ -1,0 +1,229 @@
+"""The log console (/logs/) against a real Cassandra node: every filter combination pages through
+exactly the matching rows, newest first, with no gap and no repeat; tokens are signed and bound to
+their search; the pages need the view_logs permission.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client, override_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from iact.cassandra.session import open_session
+from iact.dora import conf
+from iact.dora.logs import search as search_module
+from iact.dora.logs import tokens
+from iact.dora.logs.connection import set_search
+from iact.dora.logs.search import LogSearch, Query, iter_pages
+
+pytestmark = pytest.mark.cassandra
+
+HOSTS = ("lc-web1", "lc-web2", "lc-db1")
+RUN = uuid.uuid4().hex[:8]  # request ids are searched without a day: unique to this run
+LEVELS = ("INFO", "INFO", "INFO", "WARNING", "ERROR")
+LOGGERS = ("shop.cart", "shop.pay", "django.request")
+
+
+@pytest.fixture(scope="module")
+def logs(cassandra_settings):
+    """900 application rows over three hours of a day no other test writes, plus a few infrastructure rows."""
+    # A day of its own: the cross-host search reads whole days, and a node kept between runs must not
+    # mix in an earlier run's rows (the alerting tests' slots restart at their first day every run).
+    start = datetime(2031, 1, 1, 9, tzinfo=UTC) + timedelta(days=random.SystemRandom().randrange(3000))
+    with open_session(cassandra_settings) as session:
+        app = session.prepare(
+            "INSERT INTO logging.application_logs (host, day, hour, ts, log_id, app, level, logger, message, "
+            "request_id, exception) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        infra = session.prepare(
+            "INSERT INTO logging.infrastructure_logs (host, day, hour, ts, line_id, source, severity, program, unit, "
+            "message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        rows = []
+        for n in range(900):
+            host = HOSTS[n % 3]
+            ts = start + timedelta(seconds=12 * n, milliseconds=n % 7)  # three hours, every timestamp distinct
+            row = {"host": host, "ts": ts, "id": str(uuid.uuid4()), "app": ("shop", "api")[n % 2],
+                   "level": LEVELS[n % 5], "logger": LOGGERS[n % 3],
+                   "message": f"order {n} {'payment declined' if n % 11 == 0 else 'ok'}",
+                   "request_id": f"{RUN}-req-{n // 3}",
+                   "exception": "Traceback: boom" if n % 50 == 0 else None}  # fmt: skip
+            session.execute(app, (host, ts.date(), ts.hour, ts, uuid.UUID(row["id"]), row["app"], row["level"],
+                                  row["logger"], row["message"], row["request_id"], row["exception"]))  # fmt: skip
+            rows.append(row)
+        infra_rows = []
+        for n in range(60):
+            ts = start + timedelta(minutes=3 * n, seconds=1)
+            row = {"host": HOSTS[n % 3], "ts": ts, "id": str(uuid.uuid4()), "source": ("syslog", "auth")[n % 2],
+                   "severity": ("info", "err")[n % 4 == 0], "program": ("sshd", "cron", "kernel")[n % 3],
+                   "unit": ("ssh.service", "cron.service")[n % 2], "message": f"line {n}"}  # fmt: skip
+            session.execute(infra, (row["host"], ts.date(), ts.hour, ts, uuid.UUID(row["id"]), row["source"],
+                                    row["severity"], row["program"], row["unit"], row["message"]))  # fmt: skip
+            infra_rows.append(row)
+        yield {"session": session, "start": start, "end": start + timedelta(hours=3), "application": rows,
+               "infrastructure": infra_rows}  # fmt: skip
+
+
+def expected(rows, query: Query) -> list[str]:
+    """Ids of the rows the query must show, newest first (timestamps are distinct)."""
+    out = [
+        r for r in rows
+        if query.start <= r["ts"] < query.end and (not query.host or r["host"] == query.host)
+        and all(str(r.get(c)) == v for c, v in query.filters)
+        and (not query.text or query.text.lower() in r["message"].lower())
+    ]  # fmt: skip
+    return [r["id"] for r in sorted(out, key=lambda r: r["ts"], reverse=True)]
+
+
+@st.composite
+def queries(draw, start, end):
+    table = draw(st.sampled_from(("application", "application", "infrastructure")))
+    lo = start + timedelta(minutes=draw(st.integers(-30, 150)))
+    hi = lo + timedelta(minutes=draw(st.integers(1, 240)))
+    choices = {
+        "application": {"app": ("shop", "api"), "level": ("INFO", "ERROR", "WARNING"), "logger": LOGGERS,
+                        "request_id": (f"{RUN}-req-5", f"{RUN}-req-77", f"{RUN}-req-999")},
+        "infrastructure": {"source": ("syslog", "auth"), "severity": ("info", "err"), "program": ("sshd", "kernel"),
+                           "unit": ("ssh.service", "cron.service")},
+    }[table]  # fmt: skip
+    filters = tuple(sorted((c, draw(st.sampled_from(v))) for c, v in choices.items() if draw(st.integers(0, 3)) == 0))
+    host = draw(st.sampled_from(("", "", *HOSTS)))
+    text = draw(st.sampled_from(("", "", "", "DECLINED", "line 1")))
+    return Query(table, lo, hi, host=host, filters=filters, text=text)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), scan_limit=st.sampled_from((20_000, 150)), slice_rows=st.sampled_from((2000, 40)))
+def test_every_filter_combination_pages_through_exactly_its_rows_newest_first(logs, data, scan_limit, slice_rows):
+    query = data.draw(queries(logs["start"], logs["end"]))
+    search = LogSearch(logs["session"], "logging", scan_limit=scan_limit)
+    seen = []
+    old = search_module.SLICE_ROWS
+    search_module.SLICE_ROWS = slice_rows  # small slices make the cross-host plan split and resume often
+    try:
+        for page in iter_pages(search, query):
+            assert len(page.rows) <= search_module.PAGE_SIZE
+            assert page.cursor is None or page.rows or page.scan_limited, "an empty page only when the scan stopped it"
+            seen += [r["id"] for r in page.rows]
+            assert len(seen) < 2000, "paging does not end"
+    finally:
+        search_module.SLICE_ROWS = old
+    assert seen == expected(logs[query.table], query), query
+    assert not any("ALLOW FILTERING" in cql for cql in search._prepared), "every query names partitions or an index"
+
+
+def test_a_request_id_lists_its_rows_across_hosts_in_time_order(logs):
+    trace = LogSearch(logs["session"]).trace(f"{RUN}-req-10")
+    assert [r["message"] for r in trace] == ["order 30 ok", "order 31 ok", "order 32 ok"]
+    assert {r["host"] for r in trace} == set(HOSTS)
+
+
+def test_a_row_opens_with_its_context_on_the_same_host(logs):
+    target = logs["application"][450]
+    search = LogSearch(logs["session"])
+    found = search.row("application", target["host"], target["ts"], target["id"])
+    assert found["message"] == target["message"] and found["request_id"] == target["request_id"]
+    context = search.context("application", target["host"], target["ts"], around=3)
+    same_host = sorted((r for r in logs["application"] if r["host"] == target["host"]), key=lambda r: r["ts"])
+    i = [r["id"] for r in same_host].index(target["id"])
+    assert [r["id"] for r in context] == [r["id"] for r in reversed(same_host[i - 3 : i + 4])]
+
+
+# --- the pages ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def console(logs, db):
+    """A signed-in user with view_logs, and the console reading the test node."""
+    user = User.objects.create_user("reader", password="correct horse battery")
+    user.user_permissions.add(Permission.objects.get(codename="view_logs"))
+    client = Client()
+    client.force_login(user)
+    set_search(LogSearch(logs["session"]))
+    yield client
+    set_search(None)
+
+
+def window(logs, **extra):
+    return {"from": logs["start"].isoformat(), "to": logs["end"].isoformat()} | extra
+
+
+def test_without_view_logs_the_pages_answer_403(db):
+    user = User.objects.create_user("plain", password="correct horse battery")
+    client = Client()
+    client.force_login(user)
+    for url in ("/logs/", "/logs/trace/req-1/", "/logs/row/?table=application&host=x&ts=2026-01-01T00:00&id=x"):
+        assert client.get(url).status_code == 403, url
+    assert Client().get("/logs/").status_code == 302, "anonymous users are sent to the login page"
+
+
+def test_the_page_lists_newest_first_and_its_next_link_goes_on_without_gap_or_repeat(logs, console):
+    ids = []
+    url = "/logs/?" + "&".join(f"{k}={v}" for k, v in window(logs, host="lc-web2", format="json").items())
+    url = url.replace("+", "%2B")
+    while url:
+        body = console.get(url).json()
+        ids += [r["id"] for r in body["rows"]]
+        assert body["plan"] == "partitions"
+        url = "/logs/" + body["next"] if body["next"] else ""
+    query = Query("application", logs["start"], logs["end"], host="lc-web2")
+    assert ids == expected(logs["application"], query)
+
+
+def test_a_tampered_or_foreign_paging_token_is_refused(logs, console):
+    params = window(logs, format="json")
+    first = console.get("/logs/", params).json()
+    token = parse_qs(urlparse(first["next"]).query)["page"][0]
+    tampered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
+    answer = console.get("/logs/", params | {"page": tampered})
+    assert answer.status_code == 400 and "altered" in answer.json()["error"]
+    other = console.get("/logs/", params | {"level": "ERROR", "page": token})
+    assert other.status_code == 400 and "another search" in other.json()["error"]
+    with pytest.raises(tokens.BadToken):
+        tokens.load(token, "0" * 16)
+
+
+def test_html_page_row_and_trace_render(logs, console):
+    page = console.get("/logs/", window(logs, level="ERROR", logger="shop.pay"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Fast: an indexed search" in html and 'id="next-page"' not in html
+    target = next(r for r in logs["application"] if r["exception"])
+    row = console.get("/logs/row/", {"table": "application", "host": target["host"], "ts": target["ts"].isoformat(),
+                                     "id": target["id"]})  # fmt: skip
+    assert row.status_code == 200 and "Traceback: boom" in row.content.decode()
+    trace = console.get(f"/logs/trace/{target['request_id']}/")
+    assert trace.status_code == 200 and target["message"] in trace.content.decode()
+
+
+def test_bad_filters_answer_400_saying_what_to_fix(logs, console):
+    assert "range=" in console.get("/logs/", {"range": "3y", "format": "json"}).json()["error"]
+    too_long = console.get("/logs/", {"from": "2026-01-01T00:00", "to": "2026-02-01T00:00", "format": "json"})
+    assert too_long.status_code == 400 and "7 days" in too_long.json()["error"]
+    assert console.get("/logs/", {"table": "nope"}).status_code == 400
+
+
+def test_without_an_account_the_console_says_what_to_set(logs, db):
+    user = User.objects.create_superuser("root", password="correct horse battery")
+    client = Client()
+    client.force_login(user)
+    set_search(None)
+    with override_settings(IACT_LOGS=conf.LogsConfig(password="")):
+        answer = client.get("/logs/", {"format": "json"})
+    assert answer.status_code == 503 and "django_dora_logs_password" in answer.json()["error"]
+
+
+def test_the_scan_limit_is_shown_and_the_next_page_goes_on(logs, console):
+    set_search(LogSearch(logs["session"], scan_limit=100))
+    body = console.get("/logs/", window(logs, q="declined", format="json")).json()
+    assert body["plan"] == "scan" and body["scan_limited"] and body["scanned"] == 100
+    assert body["next"], "the scan goes on on the next page"
+    assert all("declined" in r["message"] for r in body["rows"])
+    assert all(r["ts"].endswith("+00:00") for r in body["rows"]), "times in UTC"
