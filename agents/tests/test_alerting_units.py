@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from alerting_slots import DAYS, SlotAllocator
 from pki import TestCA
 
 from iact.alerting.config import from_mapping
-from iact.alerting.engine import window_ends
+from iact.alerting.engine import logs_link, window_ends
 from iact.alerting.notify import LogChannel, Notification, slack_text
 from iact.alerting.query import WindowCounts
 from iact.alerting.rules import BUILTIN, RuleError, load_rules, parse_rules
@@ -199,3 +200,18 @@ def test_alerting_test_slots_are_distinct_across_threads():
     for t in threads:
         t.join()
     assert len({day for _, day in out}) == 400
+
+
+def test_the_notice_links_to_the_log_console_on_its_window_and_filter():
+    rule = next(r for r in parse_rules([]) if r.name == "host-silent")
+    start, end = datetime(2026, 11, 29, 10, 0, tzinfo=UTC), datetime(2026, 11, 29, 10, 5, tzinfo=UTC)
+    link = logs_link("https://dora.example.internal/api/dora/dashboard/", rule, "web7", start, end)
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "dora.example.internal", "/logs/")
+    assert {k: v[0] for k, v in parse_qs(parts.query).items()} == {
+        "table": "infrastructure", "from": start.isoformat(), "to": end.isoformat(),
+        "source": "metrics", "program": "iact-collector", "host": "web7",
+    }  # fmt: skip
+    errors = next(r for r in parse_rules([]) if r.name == "errors")
+    assert "host=" not in logs_link("https://d/", errors, "*", start, end), "no key to add for an ungrouped rule"
+    assert logs_link("", errors, "*", start, end) == "", "no dashboard configured: no link"

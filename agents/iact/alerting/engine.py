@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from iact.alerting.config import AlertConfig
 from iact.alerting.notify import Channel, Notification, deliver
@@ -47,6 +48,19 @@ def window_ends(last: datetime | None, now: datetime, interval: int, delay: int,
         ends.append(end)
         end += step
     return ends
+
+
+def logs_link(dashboard_url: str, rule: Rule, key: str, start: datetime, end: datetime) -> str:
+    """The log console (/logs/ on the dashboard's host) on the alert's window, table and filter, so the
+    reader of a notice clicks through to the lines behind it. Empty when no dashboard is configured."""
+    if not dashboard_url:
+        return ""
+    parts = urlsplit(dashboard_url)
+    params = {"table": rule.table, "from": start.isoformat(), "to": end.isoformat()}
+    params |= {c: v[0] for c, v in rule.filters.items() if len(v) == 1}
+    if rule.group_by and key != ALL_KEYS:
+        params[rule.group_by] = key
+    return urlunsplit((parts.scheme, parts.netloc, "/logs/", urlencode(params), ""))
 
 
 def _query_hint(rule: Rule, counts: WindowCounts, keyspace: str) -> str:
@@ -146,7 +160,7 @@ class Evaluator:
             rule=rule.name, key=key, status=status, severity=rule.severity, count=count, threshold=rule.threshold,
             kind=rule.kind, window_start=counts.start.isoformat(), window_end=counts.end.isoformat(),
             samples=counts.samples(key)[:3], query=_query_hint(rule, counts, self.conf.keyspace),
-            link=self.conf.dashboard_url, renotify=renotify,
+            link=logs_link(self.conf.dashboard_url, rule, key, counts.start, counts.end), renotify=renotify,
         )  # fmt: skip
         if any(s.rule == rule.name and s.key in (key, ALL_KEYS) for s in silences):
             report.silenced.append(n)

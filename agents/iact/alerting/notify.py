@@ -73,7 +73,7 @@ class Notification:
         if self.query:
             lines.append(f"See the rest: {self.query}")
         if self.link:
-            lines.append(f"Dashboard: {self.link}")
+            lines.append(f"Lines behind it: {self.link}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
