@@ -227,3 +227,57 @@ def test_the_scan_limit_is_shown_and_the_next_page_goes_on(logs, console):
     assert body["next"], "the scan goes on on the next page"
     assert all("declined" in r["message"] for r in body["rows"])
     assert all(r["ts"].endswith("+00:00") for r in body["rows"]), "times in UTC"
+
+
+# --- in Chromium ----------------------------------------------------------------------------------
+
+from test_dora_browser import ARTIFACTS, browser, wait  # noqa: E402,F401  (the browser fixture)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_chromium_search_page_open_a_row_follow_its_request_and_tail(live_server, browser, logs):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    user = User.objects.create_user("carol", password="a good long password")
+    user.user_permissions.add(Permission.objects.get(codename="view_logs"))
+    set_search(LogSearch(logs["session"]))
+    try:
+        start, end = logs["start"].isoformat(), logs["end"].isoformat()
+        browser.get(f"{live_server.url}/logs/?table=application&host=lc-web1&from={start}&to={end}".replace("+", "%2B"))
+        browser.find_element(By.NAME, "username").send_keys("carol")
+        browser.find_element(By.NAME, "password").send_keys("a good long password")
+        browser.find_element(By.ID, "login-submit").click()
+        wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#log-rows tr.log-row"))
+        first_page = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log-rows tr.log-row td:first-child")]
+        assert len(first_page) == 100
+        browser.find_element(By.ID, "next-page").click()
+        wait(browser, lambda b: "page=" in b.current_url)
+        second_page = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log-rows tr.log-row td:first-child")]
+        assert second_page and not set(second_page) & set(first_page) and max(second_page) < min(first_page)
+
+        browser.find_element(By.CSS_SELECTOR, "#log-rows tr.log-row td:first-child a").click()
+        wait(browser, lambda b: b.find_elements(By.ID, "row-message"))
+        assert browser.find_elements(By.CSS_SELECTOR, "#row-context tr.current")
+        browser.find_element(By.CSS_SELECTOR, "#row-fields a").click()  # the request id
+        wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#trace-rows tr.log-row"))
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#trace-rows tr.log-row")) == 3, "a request's three rows"
+
+        host = f"lc-tail-{uuid.uuid4().hex[:6]}"
+        browser.get(f"{live_server.url}/logs/?table=application&host={host}&range=15m")
+        wait(browser, lambda b: b.find_elements(By.ID, "no-rows"))
+        browser.find_element(By.ID, "tail-toggle").click()
+        wait(browser, lambda b: "live" in b.find_element(By.ID, "tail-state").text)
+        marker = f"tailed {uuid.uuid4()}"
+        now = datetime.now(UTC)
+        logs["session"].execute(
+            "INSERT INTO logging.application_logs (host, day, hour, ts, log_id, app, level, logger, message) "
+            "VALUES (%s, %s, %s, %s, %s, 'shop', 'INFO', 'shop.tail', %s)",
+            (host, now.date(), now.hour, now, uuid.uuid4(), marker),
+        )
+        wait(browser, lambda b: marker in b.find_element(By.ID, "log-rows").text, timeout=5)
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "logs-console.png"))
+        browser.find_element(By.ID, "tail-toggle").click()
+        assert "paused" in browser.find_element(By.ID, "tail-state").text
+    finally:
+        set_search(None)
