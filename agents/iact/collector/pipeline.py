@@ -210,6 +210,7 @@ class Collector:
         while not self.stop_reading.wait(self.config.metrics_interval):
             try:
                 item = sample(self.config.metrics_disks)
+                item.fields.update(self.agent_fields())
             except Exception:
                 self._stage_error("metrics", "sampling host metrics")
                 continue
@@ -334,6 +335,16 @@ class Collector:
             return
         lag = sum(int(f["lag_bytes"]) for f in self.tailer.lag().values()) if self.tailer else 0  # type: ignore[call-overload]
         self.lag_history = [*self.lag_history[-(LAG_SAMPLES - 1) :], (now, lag)]
+
+    def agent_fields(self) -> dict[str, str]:
+        """The agent's own state in each metrics row: the dashboard's fleet page reads it from there
+        (version, when it started, so restarts show, how far behind and how much is spooled)."""
+        return {
+            "agent_version": __version__,
+            "agent_started_at": self.started_at.isoformat(),
+            "agent_lag_bytes": str(self.lag_history[-1][1] if self.lag_history else 0),
+            "agent_spool_bytes": str(self.durable.pending_bytes()),
+        }
 
     # -- reporting -----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from django.urls import path
 from django.views.generic.base import RedirectView
 
 from iact.dora.loginguard import ThrottledAuthenticationForm
-from iact.dora.views import api, charts, dashboard, logs, webhooks
+from iact.dora.views import api, charts, dashboard, health, logs, webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/dora/dashboard/", permanent=False)),
@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/dora/metrics/", api.metrics),
     path("api/dora/webhooks/github", webhooks.github_webhook, name="github-webhook"),
     path("healthz", dashboard.healthz, name="healthz"),
+    path("health/", health.health, name="health"),
     path("logs/", logs.search, name="logs"),
     path("logs/row/", logs.row, name="log-row"),
     path("logs/trace/<str:request_id>/", logs.trace, name="log-trace"),

@@ -145,6 +145,9 @@ def ensure_grants(
 
 WRITER_PERMISSIONS = ("MODIFY",)
 READER_PERMISSIONS = ("SELECT",)
+# The dashboard's fleet page reads each node's pending hints through CQL (iact.dora.fleet) with the
+# reader's account: virtual tables need their own grant, even to read.
+READER_VIEWS = ("pending_hints",)
 # iact-alert reads every log table and writes only its own state (cql/0005_alerting.cql).
 ALERTER_PERMISSIONS = ("SELECT",)
 ALERTER_TABLES = ("alert_state", "alert_silences", "alert_runs")

@@ -14,11 +14,14 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
+
+from iact.dora import fleet
 
 
 def check_database() -> tuple[bool, str]:
@@ -71,8 +74,28 @@ def check_http(url: str) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
+def fleet_file(status_file: str) -> Path:
+    """The fleet snapshot lives beside the health verdict (both read by /health/)."""
+    return Path(status_file).with_name("fleet.json")
+
+
 class Command(BaseCommand):
     """Run every check, write the status file, fail loudly."""
+
+    def _fleet(self, status_file: str) -> None:
+        """The fleet snapshot for /health/, when the log console has its Cassandra account. Its own
+        failure is reported but fails the run only through the checks above."""
+        from iact.dora.logs.connection import ConsoleOff, get_search
+
+        try:
+            search = get_search()
+            data = fleet.snapshot(search.session, search.keyspace)
+            fleet.write(fleet_file(status_file), data)
+            self.stdout.write(f"ok   fleet      {data['state']}, {len(data['items'])} item(s)")
+        except ConsoleOff:
+            self.stdout.write("ok   fleet      not configured (set django_dora_logs_password)")
+        except Exception as exc:
+            self.stdout.write(f"FAIL fleet      {type(exc).__name__}: {exc}"[:300])
 
     help = "Check database, Cassandra, disk and HTTP; write the status file; exit 1 on failure."
 
@@ -99,5 +122,6 @@ class Command(BaseCommand):
         os.replace(fh.name, cfg.status_file)
         for name, (passed, detail) in checks.items():
             self.stdout.write(f"{'ok  ' if passed else 'FAIL'} {name:<10} {detail}")
+        self._fleet(cfg.status_file)
         if not ok:
             raise CommandError(f"unhealthy: see {cfg.status_file}")
