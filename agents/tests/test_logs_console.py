@@ -26,7 +26,6 @@ from iact.dora.logs.search import LogSearch, Query, iter_pages
 pytestmark = pytest.mark.cassandra
 
 HOSTS = ("lc-web1", "lc-web2", "lc-db1")
-RUN = uuid.uuid4().hex[:8]  # request ids are searched without a day: unique to this run
 LEVELS = ("INFO", "INFO", "INFO", "WARNING", "ERROR")
 LOGGERS = ("shop.cart", "shop.pay", "django.request")
 
@@ -37,6 +36,9 @@ def logs(cassandra_settings):
     # A day of its own: the cross-host search reads whole days, and a node kept between runs must not
     # mix in an earlier run's rows (the alerting tests' slots restart at their first day every run).
     start = datetime(2031, 1, 1, 9, tzinfo=UTC) + timedelta(days=random.SystemRandom().randrange(3000))
+    # Request ids are searched without a day: unique to this fixture (pytest-django reorders tests, so
+    # a module fixture may be set up more than once in a session).
+    run = uuid.uuid4().hex[:8]
     with open_session(cassandra_settings) as session:
         app = session.prepare(
             "INSERT INTO logging.application_logs (host, day, hour, ts, log_id, app, level, logger, message, "
@@ -53,7 +55,7 @@ def logs(cassandra_settings):
             row = {"host": host, "ts": ts, "id": str(uuid.uuid4()), "app": ("shop", "api")[n % 2],
                    "level": LEVELS[n % 5], "logger": LOGGERS[n % 3],
                    "message": f"order {n} {'payment declined' if n % 11 == 0 else 'ok'}",
-                   "request_id": f"{RUN}-req-{n // 3}",
+                   "request_id": f"{run}-req-{n // 3}",
                    "exception": "Traceback: boom" if n % 50 == 0 else None}  # fmt: skip
             session.execute(app, (host, ts.date(), ts.hour, ts, uuid.UUID(row["id"]), row["app"], row["level"],
                                   row["logger"], row["message"], row["request_id"], row["exception"]))  # fmt: skip
@@ -67,7 +69,7 @@ def logs(cassandra_settings):
             session.execute(infra, (row["host"], ts.date(), ts.hour, ts, uuid.UUID(row["id"]), row["source"],
                                     row["severity"], row["program"], row["unit"], row["message"]))  # fmt: skip
             infra_rows.append(row)
-        yield {"session": session, "start": start, "end": start + timedelta(hours=3), "application": rows,
+        yield {"session": session, "run": run, "start": start, "end": start + timedelta(hours=3), "application": rows,
                "infrastructure": infra_rows}  # fmt: skip
 
 
@@ -83,13 +85,13 @@ def expected(rows, query: Query) -> list[str]:
 
 
 @st.composite
-def queries(draw, start, end):
+def queries(draw, start, end, run):
     table = draw(st.sampled_from(("application", "application", "infrastructure")))
     lo = start + timedelta(minutes=draw(st.integers(-30, 150)))
     hi = lo + timedelta(minutes=draw(st.integers(1, 240)))
     choices = {
         "application": {"app": ("shop", "api"), "level": ("INFO", "ERROR", "WARNING"), "logger": LOGGERS,
-                        "request_id": (f"{RUN}-req-5", f"{RUN}-req-77", f"{RUN}-req-999")},
+                        "request_id": (f"{run}-req-5", f"{run}-req-77", f"{run}-req-999")},
         "infrastructure": {"source": ("syslog", "auth"), "severity": ("info", "err"), "program": ("sshd", "kernel"),
                            "unit": ("ssh.service", "cron.service")},
     }[table]  # fmt: skip
@@ -102,7 +104,7 @@ def queries(draw, start, end):
 @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), scan_limit=st.sampled_from((20_000, 150)), slice_rows=st.sampled_from((2000, 40)))
 def test_every_filter_combination_pages_through_exactly_its_rows_newest_first(logs, data, scan_limit, slice_rows):
-    query = data.draw(queries(logs["start"], logs["end"]))
+    query = data.draw(queries(logs["start"], logs["end"], logs["run"]))
     search = LogSearch(logs["session"], "logging", scan_limit=scan_limit)
     seen = []
     old = search_module.SLICE_ROWS
@@ -120,7 +122,7 @@ def test_every_filter_combination_pages_through_exactly_its_rows_newest_first(lo
 
 
 def test_a_request_id_lists_its_rows_across_hosts_in_time_order(logs):
-    trace = LogSearch(logs["session"]).trace(f"{RUN}-req-10")
+    trace = LogSearch(logs["session"]).trace(f"{logs['run']}-req-10")
     assert [r["message"] for r in trace] == ["order 30 ok", "order 31 ok", "order 32 ok"]
     assert {r["host"] for r in trace} == set(HOSTS)
 
