@@ -14,11 +14,12 @@ from __future__ import annotations
 import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
 from iact.alerting.rules import COLUMNS, TABLES, Rule
+from iact.cassandra.days import days_between
 from iact.cassandra.names import cql_identifier
 
 # Columns with a storage-attached index, usable as an equality in the query itself.
@@ -66,15 +67,6 @@ class Span:
 def _naive_utc(at: datetime) -> datetime:
     """The driver returns timestamps naive in UTC; compare like with like."""
     return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
-
-
-def _days(start: datetime, end: datetime) -> list:
-    day, last = start.date(), (end - timedelta(microseconds=1)).date()
-    out = []
-    while day <= last:
-        out.append(day)
-        day += timedelta(days=1)
-    return out
 
 
 class WindowQuery:
@@ -136,7 +128,7 @@ class WindowQuery:
         checks = [
             (s, _naive_utc(s.start), _naive_utc(s.end), {c: set(v) for c, v in s.rule.filters.items()}) for s in spans
         ]
-        for day in _days(start, end):
+        for day in days_between(start, end):
             args = [day, start, end] + ([equality[1]] if equality else [])
             self.scans += 1
             for row in self.session.execute(statement, args):  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from typing import Any
 
 from cassandra.cluster import Session
 
+from iact.cassandra.days import days_between
 from iact.cassandra.names import cql_identifier
 
 PAGE_SIZE = 100
@@ -121,15 +122,6 @@ def _hours(start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
-def _days(start: datetime, end: datetime) -> list:
-    day, last = start.date(), (end - timedelta(microseconds=1)).date()
-    out = []
-    while day <= last:
-        out.append(day)
-        day += timedelta(days=1)
-    return out
-
-
 class LogSearch:
     """Runs queries on one session; statements are prepared once per shape."""
 
@@ -211,7 +203,7 @@ class LogSearch:
         """Rows of [start, end), and whether there were more than SLICE_ROWS (then only those)."""
         statement = self._index_statement(query)
         rows: list[Any] = []
-        for day in _days(start, end):
+        for day in days_between(start, end):
             midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
             lo, hi = max(start, midnight), min(end, midnight + timedelta(days=1))
             args = [day, _naive(lo), _naive(hi)] + ([query.pushed[1]] if query.pushed else [])
