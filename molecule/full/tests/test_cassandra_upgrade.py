@@ -102,11 +102,4 @@ def test_upgrade_under_load_gates_each_node_and_stores_every_line_once(connect, 
         snapshots = podman("exec", node, "nodetool", "listsnapshots").stdout
         assert f"upgrade-{FROM}-to-{TARGET}-" in snapshots, f"{node} kept a snapshot of its data as drained"
 
-    stats = app.handler.stats
-    assert (stats.write_errors, stats.logs_dropped, stats.logs_spooled) == (0, 0, 0), stats.last_error
-    assert stats.logs_written == app.sent
-
-    reader = connect("iact_reader", secret("cassandra_reader_password"))
-    assert writers.stored_once(reader, counts), "no line stored twice"
-    stored = app.stored(reader, writers.started)
-    assert len(stored) == app.sent and max(stored.values()) == 1, "every application record stored exactly once"
+    app.assert_delivered_once(connect("iact_reader", secret("cassandra_reader_password")), writers, counts)

@@ -84,6 +84,16 @@ class App(threading.Thread):
                 self.log.info("drill record %d", self.sent)
             time.sleep(0.02)
 
+    def assert_delivered_once(self, reader, writers, counts) -> None:
+        """The handler neither failed, dropped nor spooled a record; every one of them, and every line of
+        the `logger` writers, is stored exactly once."""
+        stats = self.handler.stats
+        assert (stats.write_errors, stats.logs_dropped, stats.logs_spooled) == (0, 0, 0), stats.last_error
+        assert stats.logs_written == self.sent
+        assert writers.stored_once(reader, counts), "no line stored twice"
+        stored = self.stored(reader, writers.started)
+        assert len(stored) == self.sent and max(stored.values()) == 1, "every application record stored exactly once"
+
     def stored(self, reader, since: date) -> Counter:
         """How many times each of this application's records is stored (a run may cross midnight, UTC)."""
         records = SimpleStatement(
@@ -144,14 +154,7 @@ def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
     assert restart.returncode == 0, restart.stdout[-4000:] + restart.stderr[-2000:]
     # Whitespace normalized: the YAML callback folds the long report line.
     assert " ".join(restart.stdout.split()).count("hints delivered in") == 1, "cass2 restarted and reported its time"
-    stats = app.handler.stats
-    assert (stats.write_errors, stats.logs_dropped, stats.logs_spooled) == (0, 0, 0), stats.last_error
-    assert stats.logs_written == app.sent
-
-    reader = connect("iact_reader", secret("cassandra_reader_password"))
-    assert writers.stored_once(reader, counts), "no line stored twice"
-    stored = app.stored(reader, writers.started)
-    assert len(stored) == app.sent and max(stored.values()) == 1, "every application record stored exactly once"
+    app.assert_delivered_once(connect("iact_reader", secret("cassandra_reader_password")), writers, counts)
 
 
 def test_rolling_restart_stops_at_the_first_node_that_does_not_come_back():
