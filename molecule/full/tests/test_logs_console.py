@@ -26,11 +26,11 @@ def test_a_logger_line_written_on_cass2_is_found_on_the_logs_page():
     assert "Bounded scan" in html, "a text term is a bounded scan, and the page says so"
     base = f"https://{node_ip('app1')}/logs/?{query}&format=json"
 
-    def found():
-        rows = json.loads(page.opener.open(base, timeout=30).read())["rows"]
-        return [r for r in rows if r["message"] == marker] or None
+    def found():  # the agent stores the line twice, from the journal and from syslog: wait for both
+        rows = [r for r in json.loads(page.opener.open(base, timeout=30).read())["rows"] if r["message"] == marker]
+        return rows if {r["source"] for r in rows} >= {"journal", "syslog"} else None
 
-    rows = wait_until(found, 90, f"{marker} on /logs/", interval=2)
+    rows = wait_until(found, 90, f"{marker} on /logs/, via the journal and syslog", interval=2)
     assert {r["host"] for r in rows} == {"cass2"} and {r["source"] for r in rows} == {"journal", "syslog"}
 
 
