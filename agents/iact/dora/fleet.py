@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,20 @@ def _worst(states: list[str]) -> str:
     return RED if RED in states else AMBER if AMBER in states else GREEN
 
 
+def _pending_hints(session: Session, host: Any, attempts: int = 5) -> list[Any]:
+    """The node's own pending_hints (a virtual table: only that node can answer). The health job
+    connects afresh each run, and the driver opens its pools to the other nodes in the background, so a
+    node whose pool is not ready yet is asked again, for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            return list(session.execute("SELECT host_id, files FROM system_views.pending_hints", host=host))
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+    return []
+
+
 def nodes(session: Session) -> list[Item]:
     """Each node the driver knows: up or down (its view), release, and the hints it holds."""
     out = []
@@ -53,7 +68,7 @@ def nodes(session: Session) -> list[Item]:
             out.append(Item("node", details["address"], RED, "down (the dashboard's driver cannot reach it)", details))
             continue
         try:
-            rows = list(session.execute("SELECT host_id, files FROM system_views.pending_hints", host=host))
+            rows = _pending_hints(session, host)
         except Exception as exc:  # the node answered the ring but not this query
             out.append(Item("node", details["address"], AMBER, f"pending hints unreadable: {exc}"[:200], details))
             continue
