@@ -10,3 +10,9 @@ class DoraConfig(AppConfig):
     label = "dora"
     verbose_name = "DORA metrics"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Connect the DORA notices (iact.dora.notices): models are loaded only now."""
+        from iact.dora.notices import signals
+
+        signals.connect()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from iact.dora.notices.config import AlertsConfig
+from iact.dora.notices.config import from_section as alerts_from_section
 from iact.yamlconfig import ConfigError, Section
 
 DEFAULT_PATH = "/etc/iact/dora/dora.yaml"
@@ -124,6 +126,8 @@ class DoraConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
     api: ApiLimits = field(default_factory=ApiLimits)
     login: LoginLimits = field(default_factory=LoginLimits)
+    # DORA events through the alerter's channels (iact.dora.notices); off unless alerts.enabled.
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Empty: /admin/ answers from anywhere (the login is still rate-limited).
     admin_networks: tuple[Network, ...] = ()
     # Peers whose X-Forwarded-For is believed: nginx on the same host.
@@ -248,6 +252,7 @@ def from_mapping(data: object) -> DoraConfig:
         lockout_seconds=lg.count("lockout_seconds", LoginLimits.lockout_seconds),
     )
     lg.done()
+    alerts = alerts_from_section(top.section("alerts"))
     config = DoraConfig(
         secret_key=_secret_key(top),
         debug=top.get("debug", bool, False),
@@ -267,6 +272,7 @@ def from_mapping(data: object) -> DoraConfig:
         health=health,
         api=api,
         login=login,
+        alerts=alerts,
         admin_networks=_networks(top, "admin_networks", ()),
         trusted_proxies=_networks(top, "trusted_proxies", LOOPBACK),
         password_min_length=top.count("password_min_length", 12, minimum=8),

@@ -7,6 +7,7 @@ mail to the console unless a relay is configured. Only the config file changes t
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from iact.dora import conf
@@ -184,3 +185,7 @@ LOGGING = {
     "handlers": _handlers,
     "root": {"handlers": list(_handlers), "level": "INFO"},
 }
+
+# DORA events (a failed production deployment, an incident opened) through the alerter's channels;
+# a one-off command sends to Slack and e-mail but leaves the service's alert log alone, as its logs do.
+DORA_ALERTS = CONFIG.alerts if DORA_SERVER_PROCESS else replace(CONFIG.alerts, log_path=None)
