@@ -39,12 +39,17 @@ def tarball_path() -> Path:
 class CassandraNode:
     """One node: unpack, configure for loopback with free ports, start, stop, restart."""
 
-    def __init__(self, workdir: Path, heap_mb: int = 512, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, heap_mb: int = 512, tls: tuple[Path, Path] | None = None, auth: bool = False
+    ) -> None:
         """`tls`: (key+certificate PEM, CA PEM) to accept TLS clients on the native port, besides
-        plaintext ones (`optional`), as the role configures a node mid-migration."""
+        plaintext ones (`optional`), as the role configures a node mid-migration. `auth`: passwords
+        and grants enforced (the default role cassandra/cassandra appears some seconds after start),
+        with no caching, so a grant or revoke holds from the next statement."""
         self.workdir = workdir
         self.heap_mb = heap_mb
         self.tls = tls
+        self.auth = auth
         self.port = _free_port()
         self.storage_port = _free_port()
         self.jmx_port = _free_port()
@@ -82,7 +87,7 @@ hints_directory: {data}/hints
 saved_caches_directory: {data}/saved_caches
 batch_size_warn_threshold: 64KiB
 batch_size_fail_threshold: 640KiB
-{self._client_encryption()}"""
+{self._client_encryption()}{self._auth()}"""
         )
         (conf / "cassandra-rackdc.properties").write_text("dc=dc1\nrack=rack1\n")
         jvm17 = "\n".join(line for line in JVM17.read_text().splitlines() if line.startswith("-"))
@@ -96,6 +101,17 @@ batch_size_fail_threshold: 640KiB
             "<file>${cassandra.logdir}/system.log</file><encoder><pattern>%-5level %date %msg%n</pattern></encoder>"
             '</appender><root level="INFO"><appender-ref ref="F"/></root></configuration>\n'
         )
+
+    def _auth(self) -> str:
+        if not self.auth:
+            return ""
+        return """authenticator: PasswordAuthenticator
+authorizer: CassandraAuthorizer
+role_manager: CassandraRoleManager
+roles_validity: 0ms
+permissions_validity: 0ms
+credentials_validity: 0ms
+"""
 
     def _client_encryption(self) -> str:
         if self.tls is None:

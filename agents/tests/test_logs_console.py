@@ -1,25 +1,29 @@
 """The log console (/logs/) against a real Cassandra node: every filter combination pages through
-exactly the matching rows, newest first, with no gap and no repeat; tokens are signed and bound to
+exactly the matching rows, newest first, with no gap and no repeat; its volume chart counts exactly
+those rows per bucket and level, or says where its limit stopped it; tokens are signed and bound to
 their search; the pages need the view_logs permission.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from iact.cassandra.session import open_session
 from iact.dora import conf
 from iact.dora.logs import search as search_module
 from iact.dora.logs import tokens
+from iact.dora.logs import volume as volume_module
 from iact.dora.logs.connection import set_search
 from iact.dora.logs.search import LogSearch, Query, iter_pages
 
@@ -73,15 +77,34 @@ def logs(cassandra_settings):
                "infrastructure": infra_rows}  # fmt: skip
 
 
-def expected(rows, query: Query) -> list[str]:
-    """Ids of the rows the query must show, newest first (timestamps are distinct)."""
-    out = [
+def matching(rows, query: Query) -> list[dict]:
+    """The inserted rows the query selects."""
+    return [
         r for r in rows
         if query.start <= r["ts"] < query.end and (not query.host or r["host"] == query.host)
         and all(str(r.get(c)) == v for c, v in query.filters)
         and (not query.text or query.text.lower() in r["message"].lower())
     ]  # fmt: skip
-    return [r["id"] for r in sorted(out, key=lambda r: r["ts"], reverse=True)]
+
+
+def expected(rows, query: Query) -> list[str]:
+    """Ids of the rows the query must show, newest first (timestamps are distinct)."""
+    return [r["id"] for r in sorted(matching(rows, query), key=lambda r: r["ts"], reverse=True)]
+
+
+def expected_volume(rows, query: Query) -> tuple[timedelta, list[datetime], Counter]:
+    """Bucket width, bucket starts and {(level or severity, bucket start): rows}, counted here from the inserts."""
+    per_minute = query.end - query.start <= timedelta(hours=6)
+    width = timedelta(minutes=1) if per_minute else timedelta(hours=1)
+
+    def bucket(at: datetime) -> datetime:
+        return at.replace(second=0, microsecond=0) if per_minute else at.replace(minute=0, second=0, microsecond=0)
+
+    starts = [bucket(query.start)]
+    while starts[-1] + width < query.end:
+        starts.append(starts[-1] + width)
+    split = "level" if query.table == "application" else "severity"
+    return width, starts, Counter((r[split], bucket(r["ts"])) for r in matching(rows, query))
 
 
 @st.composite
@@ -101,14 +124,19 @@ def queries(draw, start, end, run):
     return Query(table, lo, hi, host=host, filters=filters, text=text)
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), scan_limit=st.sampled_from((20_000, 150)), slice_rows=st.sampled_from((2000, 40)))
-def test_every_filter_combination_pages_through_exactly_its_rows_newest_first(logs, data, scan_limit, slice_rows):
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), scan_limit=st.sampled_from((20_000, 150)), slice_rows=st.sampled_from((2000, 40)),
+       trace_limit=st.sampled_from((2000, 2)))  # fmt: skip
+def test_every_filter_combination_pages_through_exactly_its_rows_newest_first(
+    logs, data, scan_limit, slice_rows, trace_limit
+):
     query = data.draw(queries(logs["start"], logs["end"], logs["run"]))
+    event(f"{query.plan}{', a request' if query.request_id else ''}")
     search = LogSearch(logs["session"], "logging", scan_limit=scan_limit)
     seen = []
-    old = search_module.SLICE_ROWS
+    old = search_module.SLICE_ROWS, search_module.TRACE_LIMIT
     search_module.SLICE_ROWS = slice_rows  # small slices make the cross-host plan split and resume often
+    search_module.TRACE_LIMIT = trace_limit  # 2: a request's 3 rows are too many for its own plan
     try:
         for page in iter_pages(search, query):
             assert len(page.rows) <= search_module.PAGE_SIZE
@@ -116,9 +144,52 @@ def test_every_filter_combination_pages_through_exactly_its_rows_newest_first(lo
             seen += [r["id"] for r in page.rows]
             assert len(seen) < 2000, "paging does not end"
     finally:
-        search_module.SLICE_ROWS = old
+        search_module.SLICE_ROWS, search_module.TRACE_LIMIT = old
     assert seen == expected(logs[query.table], query), query
     assert not any("ALLOW FILTERING" in cql for cql in search._prepared), "every query names partitions or an index"
+
+
+@st.composite
+def volume_queries(draw, start, end, run):
+    """The search's queries, half of them stretched past six hours (counted per hour, across midnight)."""
+    query = draw(queries(start, end, run))
+    if draw(st.booleans()):
+        query = dataclasses.replace(query, end=query.start + timedelta(hours=draw(st.integers(6, 40)), minutes=1))
+    return query
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), limit=st.sampled_from((100_000, 120, 37, 8)), slice_rows=st.sampled_from((5000, 40)),
+       trace_limit=st.sampled_from((2000, 2)))  # fmt: skip
+def test_volume_counts_each_bucket_and_level_exactly_or_says_where_its_limit_stopped(
+    logs, data, limit, slice_rows, trace_limit
+):
+    query = data.draw(volume_queries(logs["start"], logs["end"], logs["run"]))
+    search = LogSearch(logs["session"], "logging")
+    old = volume_module.SLICE_ROWS, volume_module.TRACE_LIMIT
+    volume_module.SLICE_ROWS = slice_rows  # small slices make the cross-host count halve and re-read
+    volume_module.TRACE_LIMIT = trace_limit  # 2: a request's 3 rows are too many for its own plan
+    try:
+        counted = volume_module.count(search, query, limit)
+    finally:
+        volume_module.SLICE_ROWS, volume_module.TRACE_LIMIT = old
+    event(f"{'host' if query.host else 'index'}, {'capped' if counted.capped else 'exact'}")
+    width, starts, want = expected_volume(logs[query.table], query)
+    assert counted.width == width and counted.starts == starts, query
+    assert counted.scanned <= limit, "the count reads at most its limit"
+    got = {(name, at): n for name, counts in counted.series() for at, n in zip(starts, counts, strict=True) if n}
+    assert got == {k: n for k, n in want.items() if k[1] >= counted.counted_from}, query
+    for _name, counts in counted.series():
+        assert [n is None for n in counts] == [at < counted.counted_from for at in starts], "null = not counted"
+    if counted.capped:
+        assert counted.counted_from > starts[0]
+    else:
+        assert counted.counted_from == starts[0] and {k[0] for k in got} == {k[0] for k in want}
+    if query.host:  # rows come in time order: the limit stops the count only when there are more rows than it
+        readable = [r for r in logs[query.table] if r["host"] == query.host and query.start <= r["ts"] < query.end
+                    and (not query.pushed or str(r.get(query.pushed[0])) == query.pushed[1])]  # fmt: skip
+        assert counted.capped == (len(readable) > limit), query
+    assert not any("ALLOW FILTERING" in cql for cql in search._prepared)
 
 
 def test_a_request_id_lists_its_rows_across_hosts_in_time_order(logs):
@@ -161,7 +232,12 @@ def test_without_view_logs_the_pages_answer_403(db):
     user = User.objects.create_user("plain", password="correct horse battery")
     client = Client()
     client.force_login(user)
-    for url in ("/logs/", "/logs/trace/req-1/", "/logs/row/?table=application&host=x&ts=2026-01-01T00:00&id=x"):
+    for url in (
+        "/logs/",
+        "/logs/trace/req-1/",
+        "/logs/row/?table=application&host=x&ts=2026-01-01T00:00&id=x",
+        "/logs/volume/",
+    ):
         assert client.get(url).status_code == 403, url
     assert Client().get("/logs/").status_code == 302, "anonymous users are sent to the login page"
 
@@ -205,6 +281,20 @@ def test_html_page_row_and_trace_render(logs, console):
     assert trace.status_code == 200 and target["message"] in trace.content.decode()
 
 
+def test_listed_rows_link_to_their_row_and_request_and_show_utc(logs, console):
+    with override_settings(TIME_ZONE="Asia/Kolkata"):  # +05:30: a local time would show
+        html = console.get("/logs/", window(logs, host="lc-web1", level="ERROR")).content.decode()
+    newest = max((r for r in logs["application"] if r["host"] == "lc-web1" and r["level"] == "ERROR"),
+                 key=lambda r: r["ts"])  # fmt: skip
+    first = html.split('<tr class="log-row">')[1]
+    assert newest["ts"].strftime("%Y-%m-%d %H:%M:%S.%f")[:23] in first, "the time column is UTC"
+    row_link = first.split('<a href="')[1].split('"')[0].replace("&amp;", "&")
+    assert newest["message"] in console.get(row_link).content.decode()
+    trace_link = first.split('class="trace" href="')[1].split('"')[0]
+    assert trace_link == f"/logs/trace/{newest['request_id']}/"
+    assert newest["message"] in console.get(trace_link).content.decode()
+
+
 def test_bad_filters_answer_400_saying_what_to_fix(logs, console):
     assert "range=" in console.get("/logs/", {"range": "3y", "format": "json"}).json()["error"]
     too_long = console.get("/logs/", {"from": "2026-01-01T00:00", "to": "2026-02-01T00:00", "format": "json"})
@@ -231,13 +321,43 @@ def test_the_scan_limit_is_shown_and_the_next_page_goes_on(logs, console):
     assert all(r["ts"].endswith("+00:00") for r in body["rows"]), "times in UTC"
 
 
+def test_volume_endpoint_answers_the_same_search_per_bucket_and_level(logs, console):
+    page = console.get("/logs/", window(logs, host="lc-web1", level="ERROR")).content.decode()
+    data_url = page.split('id="log-volume" data-url="')[1].split('"')[0].replace("&amp;", "&")
+    body = console.get(data_url).json()
+    query = Query("application", logs["start"], logs["end"], host="lc-web1", filters=(("level", "ERROR"),))
+    _, starts, want = expected_volume(logs["application"], query)
+    assert body["bucket"] == "minute" and body["labels"] == [s.isoformat() for s in starts]
+    assert [s["name"] for s in body["series"]] == ["ERROR"] and not body["capped"]
+    assert body["series"][0]["counts"] == [want[("ERROR", s)] for s in starts], "zeros where empty"
+    assert body["total"] == len(matching(logs["application"], query)) == 60 and body["plan"] == "partitions"
+
+    wide = console.get("/logs/volume/", window(logs, to=(logs["end"] + timedelta(hours=20)).isoformat())).json()
+    assert wide["bucket"] == "hour" and wide["total"] == 900
+    assert [s["name"] for s in wide["series"]] == ["ERROR", "WARNING", "INFO"], "most severe first"
+    infra = console.get("/logs/volume/", window(logs, table="infrastructure")).json()
+    assert infra["split"] == "severity" and {s["name"] for s in infra["series"]} == {"err", "info"}
+    assert console.get("/logs/volume/", {"range": "3y"}).status_code == 400
+
+
+def test_volume_reports_a_capped_count_and_draws_no_guess(logs, console):
+    set_search(LogSearch(logs["session"], scan_limit=20))  # the count may read 5 x 20 rows
+    for extra in ({}, {"host": "lc-db1"}):
+        body = console.get("/logs/volume/", window(logs, **extra)).json()
+        assert body["capped"] and body["limit"] == 100 and body["scanned"] <= 100, extra
+        assert body["note"].startswith("Partial: the count stopped at its limit of 100 rows read")
+        counts = body["series"][0]["counts"]
+        assert counts[0] is None and counts[-1] is not None, "the oldest buckets are not counted, the newest are"
+        assert body["counted_from"] > body["from"]
+
+
 # --- in Chromium ----------------------------------------------------------------------------------
 
-from test_dora_browser import ARTIFACTS, browser, wait  # noqa: E402,F401  (the browser fixture)
+from test_dora_browser import ARTIFACTS, PAINTED_PIXELS, browser, chart_js, wait  # noqa: E402,F401  (fixtures)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_in_chromium_search_page_open_a_row_follow_its_request_and_tail(live_server, browser, logs):  # noqa: F811
+def test_in_chromium_search_page_open_a_row_follow_its_request_and_tail(live_server, browser, chart_js, logs):  # noqa: F811
     from selenium.webdriver.common.by import By
 
     user = User.objects.create_user("carol", password="a good long password")
@@ -252,6 +372,14 @@ def test_in_chromium_search_page_open_a_row_follow_its_request_and_tail(live_ser
         wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#log-rows tr.log-row"))
         first_page = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log-rows tr.log-row td:first-child")]
         assert len(first_page) == 100
+        wait(browser, lambda b: b.find_element(By.ID, "log-volume").get_attribute("data-drawn"))
+        chart = browser.find_element(By.ID, "log-volume")
+        assert chart.get_attribute("data-drawn") == "true", browser.find_element(By.ID, "log-volume-note").text
+        assert chart.get_attribute("data-total") == "300", "the volume of lc-web1's 300 rows in the window"
+        assert browser.execute_script(PAINTED_PIXELS, "log-volume") > 2000, "the chart drew bars"
+        assert "300 rows" in browser.find_element(By.ID, "log-volume-note").text
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "logs-volume.png"))
         browser.find_element(By.ID, "next-page").click()
         wait(browser, lambda b: "page=" in b.current_url)
         second_page = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log-rows tr.log-row td:first-child")]

@@ -1,4 +1,4 @@
-"""`iact-alert`: evaluate the rules (cron or a timer runs `iact-alert run`), silence, status."""
+"""`iact-alert`: evaluate the rules (cron or a timer runs `iact-alert run`), acknowledge, silence, status."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from iact.alerting.engine import Evaluator
 from iact.alerting.notify import Channel, EmailChannel, LogChannel, SlackChannel
 from iact.alerting.query import ALL_KEYS, WindowQuery
 from iact.alerting.rules import RuleError, parse_duration
-from iact.alerting.state import StateStore
+from iact.alerting.state import NotFiring, StateStore
 from iact.cassandra.session import CassandraUnavailable, open_session
 from iact.yamlconfig import ConfigError
 
@@ -112,6 +112,22 @@ def _silence(conf: AlertConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _ack(conf: AlertConfig, args: argparse.Namespace) -> int:
+    if args.rule not in {r.name for r in conf.rules}:
+        raise ConfigError(f"no rule named {args.rule!r}; rules: {', '.join(r.name for r in conf.rules)}")
+    with open_session(conf.connection) as session:
+        try:
+            ack = StateStore(session, conf.keyspace, conf.name).ack(args.rule, args.key, args.by)
+        except NotFiring as exc:
+            print(f"iact-alert: {exc}", file=sys.stderr)
+            return 1
+    print(
+        f"acknowledged {args.rule} [{args.key}] (firing since {ack.since:%Y-%m-%d %H:%M:%S} UTC) by {ack.acked_by}: "
+        "no renotify or escalation until it resolves"
+    )
+    return 0
+
+
 def _unsilence(conf: AlertConfig, args: argparse.Namespace) -> int:
     with open_session(conf.connection) as session:
         StateStore(session, conf.keyspace, conf.name).unsilence(args.rule, args.key)
@@ -126,9 +142,21 @@ def _status(conf: AlertConfig, _args: argparse.Namespace) -> int:
         last_at, last_status = store.last_run()
         print(f"last run: {last_at or 'never'} ({last_status or '-'}), watermark {store.watermark() or '-'}")
         print(f"{'RULE':24} {'KIND':10} {'WINDOW':>7} {'THRESHOLD':>9}  FIRING KEYS")
+        details = []
         for rule in conf.rules:
-            firing = [k for k, s in store.states(rule.name).items() if s.firing]
+            firing = {k: s for k, s in store.states(rule.name).items() if s.firing}
             print(f"{rule.name:24} {rule.kind:10} {rule.window:>6}s {rule.threshold:>9}  {', '.join(firing) or '-'}")
+            acks = store.acks(rule.name) if firing else {}
+            for key, state in firing.items():
+                ack = acks.get(key)
+                who = (f"acknowledged by {ack.acked_by} at {ack.acked_at:%Y-%m-%d %H:%M:%S}"
+                       if ack and ack.since == state.since else "not acknowledged")  # fmt: skip
+                step = f", escalation step {state.step}/{len(rule.escalation)}" if rule.escalation else ""
+                since = f"{state.since:%Y-%m-%d %H:%M:%S}" if state.since else "-"
+                details.append(f"  {rule.name} [{key}] since {since} UTC, count {state.last_count}{step}, {who}")
+        print("firing:" if details else "firing: none")
+        for line in details:
+            print(line)
         silences = store.silences(now)
         print("silences:" if silences else "silences: none")
         for s in silences:
@@ -148,10 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     sil.add_argument("rule")
     sil.add_argument("--key", default=ALL_KEYS, help="one key of a grouped rule (default: every key)")
     sil.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h, 1d")
+    ack = sub.add_parser("ack", help="acknowledge a firing key: no renotify or escalation until it resolves")
+    ack.add_argument("rule")
+    ack.add_argument("key", nargs="?", default=ALL_KEYS, help="the firing key (default *: an ungrouped rule)")
+    ack.add_argument("--by", default=os.environ.get("USER", "unknown"), help="who takes it (default: $USER)")
     uns = sub.add_parser("unsilence", help="lift a silence")
     uns.add_argument("rule")
     uns.add_argument("--key", default=ALL_KEYS)
-    sub.add_parser("status", help="last run, firing keys, silences")
+    sub.add_parser("status", help="last run, firing keys and their acknowledgements, silences")
     sub.add_parser("check-config", help="validate the configuration and rules")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -164,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             print(f"{args.config}: OK ({len(conf.rules)} rules)")
             return 0
-        handler = {"run": _run, "silence": _silence, "unsilence": _unsilence, "status": _status}[args.command]
-        return handler(conf, args)
+        handler = {"run": _run, "ack": _ack, "silence": _silence, "unsilence": _unsilence, "status": _status}
+        return handler[args.command](conf, args)
     except ConfigError as exc:
         print(f"iact-alert: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -9,16 +9,17 @@ up, never skipped), up to `max_catchup`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from iact.alerting.config import AlertConfig
+from iact.alerting.history import Event, History
 from iact.alerting.notify import Channel, Notification, deliver
 from iact.alerting.query import ALL_KEYS, Span, WindowCounts, WindowQuery
 from iact.alerting.rules import TABLES, Rule
-from iact.alerting.state import KeyState, Silence, StateStore
+from iact.alerting.state import Ack, KeyState, Silence, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +51,23 @@ def window_ends(last: datetime | None, now: datetime, interval: int, delay: int,
     return ends
 
 
+def logs_path(rule: Rule, key: str, start: datetime, end: datetime) -> str:
+    """/logs/?... on the alert's window, table and filter: the log console's page of the lines behind it."""
+    params = {"table": rule.table, "from": start.isoformat(), "to": end.isoformat()}
+    params |= {c: v[0] for c, v in rule.filters.items() if len(v) == 1}
+    if rule.group_by and key != ALL_KEYS:
+        params[rule.group_by] = key
+    return "/logs/?" + urlencode(params)
+
+
 def logs_link(dashboard_url: str, rule: Rule, key: str, start: datetime, end: datetime) -> str:
     """The log console (/logs/ on the dashboard's host) on the alert's window, table and filter, so the
     reader of a notice clicks through to the lines behind it. Empty when no dashboard is configured."""
     if not dashboard_url:
         return ""
     parts = urlsplit(dashboard_url)
-    params = {"table": rule.table, "from": start.isoformat(), "to": end.isoformat()}
-    params |= {c: v[0] for c, v in rule.filters.items() if len(v) == 1}
-    if rule.group_by and key != ALL_KEYS:
-        params[rule.group_by] = key
-    return urlunsplit((parts.scheme, parts.netloc, "/logs/", urlencode(params), ""))
+    query = logs_path(rule, key, start, end).partition("?")[2]
+    return urlunsplit((parts.scheme, parts.netloc, "/logs/", query, ""))
 
 
 def _query_hint(rule: Rule, counts: WindowCounts, keyspace: str) -> str:
@@ -71,7 +78,12 @@ def _query_hint(rule: Rule, counts: WindowCounts, keyspace: str) -> str:
 
 
 class Evaluator:
-    """Evaluates rules, moves state, sends through channels (or only prints, in dry-run)."""
+    """Evaluates rules, moves state, sends through channels (or only prints, in dry-run).
+
+    A firing key is told to the rule's channels once, again after `renotify`, and to each escalation
+    step's channels once the episode is as old as the step's `after`, until someone acknowledges the
+    episode (which stops both) or it resolves; the resolved notice goes to every channel told.
+    """
 
     def __init__(
         self,
@@ -81,10 +93,14 @@ class Evaluator:
         channels: dict[str, Channel],
         dry_run: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        history: History | None = None,
     ) -> None:
         self.conf, self.query, self.store, self.channels = conf, query, store, channels
         self.dry_run = dry_run
         self.clock = clock
+        self.history = history if history is not None else History(store.s, store.ks)
+        self._acks: dict[str, dict[str, Ack]] = {}
+        self._history_failed = False
 
     def run(self) -> RunReport:
         """Every due window, oldest first; the watermark moves after each (unless dry-run)."""
@@ -92,6 +108,7 @@ class Evaluator:
         now = self.clock()
         c = self.conf
         silences = self.store.silences(now)
+        self._acks = {}
         for end in window_ends(self.store.watermark(), now, c.interval, c.query_delay, c.max_catchup):
             report.windows.append(end)
             counts = self._counts(end)
@@ -125,28 +142,69 @@ class Evaluator:
     def _rule(
         self, rule: Rule, counts: WindowCounts, now: datetime, silences: list[Silence], report: RunReport
     ) -> None:
-        end = counts.end
         states = self.store.states(rule.name)
         for key, count in counts.counts.items():
             state = states.get(key)
             if rule.fires(count):
-                if state is None or not state.firing:
-                    self._notify(rule, key, "firing", count, counts, now, silences, report)
-                    state = KeyState(True, end, now, count)
-                elif state.last_notified is None or now - state.last_notified >= timedelta(seconds=rule.renotify):
-                    self._notify(rule, key, "firing", count, counts, now, silences, report, renotify=True)
-                    state = KeyState(True, state.since, now, count)
-                else:
-                    state = KeyState(True, state.since, state.last_notified, count)
-                self._save(rule, key, state)
+                state = self._firing(rule, key, state, count, counts, now, silences, report)
+                # The page of firing alerts links the latest window it fired in (the engine alone knows the rule).
+                self._save(rule, key, replace(state, logs_path=logs_path(rule, key, counts.start, counts.end)))
             elif state is not None and state.firing:
-                self._notify(rule, key, "resolved", count, counts, now, silences, report)
-                self._save(rule, key, KeyState(False, None, now, count))
+                self._resolve(rule, key, state, count, counts, now, silences, report)
         # Keys that fired before but have no rows at all now (frequency rules) have resolved too.
         for key, state in states.items():
             if state.firing and key not in counts.counts and rule.kind == "frequency":
-                self._notify(rule, key, "resolved", 0, counts, now, silences, report)
-                self._save(rule, key, KeyState(False, None, now, 0))
+                self._resolve(rule, key, state, 0, counts, now, silences, report)
+
+    def _firing(
+        self, rule: Rule, key: str, state: KeyState | None, count: int, counts: WindowCounts, now: datetime,
+        silences: list[Silence], report: RunReport,
+    ) -> KeyState:  # fmt: skip
+        """The next state of a key past its threshold: first notice, renotify, then any escalation due."""
+        if state is None or not state.firing:
+            sent = self._notify(rule, key, "firing", count, counts, now, silences, report, rule.channels)
+            state = KeyState(True, counts.end, now, count, 0, sent)
+        elif self._acked(rule, key, state):
+            return replace(state, last_count=count)  # someone has it: no renotify, no escalation
+        elif state.last_notified is None or now - state.last_notified >= timedelta(seconds=rule.renotify):
+            sent = self._notify(rule, key, "firing", count, counts, now, silences, report, rule.channels, renotify=True)
+            state = replace(state, last_notified=now, last_count=count, notified=state.notified | sent)
+        else:
+            state = replace(state, last_count=count)
+        return self._escalate(rule, key, state, counts, now, silences, report)
+
+    def _escalate(
+        self, rule: Rule, key: str, state: KeyState, counts: WindowCounts, now: datetime, silences: list[Silence],
+        report: RunReport,
+    ) -> KeyState:  # fmt: skip
+        """Send every step now due, in order (a late run sends all it missed); a silence holds them, unrecorded,
+        so the steps still due go out when it ends."""
+        if not rule.escalation or state.since is None or any(s.covers(rule.name, key) for s in silences):
+            return state
+        while state.step < len(rule.escalation) and now - state.since >= timedelta(
+            seconds=rule.escalation[state.step].after
+        ):
+            step = state.step + 1
+            sent = self._notify(rule, key, "firing", state.last_count, counts, now, silences, report,
+                                rule.escalation[step - 1].channels, escalation=step, since=state.since)  # fmt: skip
+            state = replace(state, step=step, last_notified=now, notified=state.notified | sent)
+        return state
+
+    def _resolve(
+        self, rule: Rule, key: str, state: KeyState, count: int, counts: WindowCounts, now: datetime,
+        silences: list[Silence], report: RunReport,
+    ) -> None:  # fmt: skip
+        """Tell the rule's channels and every channel an escalation reached that it is over."""
+        channels = (*rule.channels, *sorted(state.notified - set(rule.channels)))
+        self._notify(rule, key, "resolved", count, counts, now, silences, report, channels)
+        self._save(rule, key, KeyState(False, None, now, count))
+
+    def _acked(self, rule: Rule, key: str, state: KeyState) -> bool:
+        """Someone acknowledged this very episode (an ack of an earlier one does not count)."""
+        if rule.name not in self._acks:
+            self._acks[rule.name] = self.store.acks(rule.name)  # once per rule and run, only for firing rules
+        ack = self._acks[rule.name].get(key)
+        return ack is not None and state.since is not None and ack.since == state.since
 
     def _save(self, rule: Rule, key: str, state: KeyState) -> None:
         if not self.dry_run:
@@ -154,29 +212,61 @@ class Evaluator:
 
     def _notify(
         self, rule: Rule, key: str, status: str, count: int, counts: WindowCounts, now: datetime,
-        silences: list[Silence], report: RunReport, renotify: bool = False,
-    ) -> None:  # fmt: skip
+        silences: list[Silence], report: RunReport, channels: tuple[str, ...], renotify: bool = False,
+        escalation: int = 0, since: datetime | None = None,
+    ) -> frozenset[str]:  # fmt: skip
+        """Send one notice to `channels`; the channels tried (none when a silence holds it)."""
         n = Notification(
             rule=rule.name, key=key, status=status, severity=rule.severity, count=count, threshold=rule.threshold,
             kind=rule.kind, window_start=counts.start.isoformat(), window_end=counts.end.isoformat(),
             samples=counts.samples(key)[:3], query=_query_hint(rule, counts, self.conf.keyspace),
             link=logs_link(self.conf.dashboard_url, rule, key, counts.start, counts.end), renotify=renotify,
+            escalation=escalation, since=since.isoformat() if since else "",
         )  # fmt: skip
-        if any(s.rule == rule.name and s.key in (key, ALL_KEYS) for s in silences):
+        if any(s.covers(rule.name, key) for s in silences):
             report.silenced.append(n)
             log.info("silenced: %s", n.title())
-            return
+            self._record(rule, n, counts, now, "silenced", (), ())
+            return frozenset()
         report.notifications.append(n)
         if self.dry_run:
-            print(f"--- would send to {', '.join(rule.channels)} ---\n{n.text()}\n")
-            return
-        for name in rule.channels:
+            print(f"--- would send to {', '.join(channels)} ---\n{n.text()}\n")
+            return frozenset()
+        tried, failed = [], []
+        for name in channels:
             channel = self.channels.get(name)
             if channel is None:
                 continue  # the channel is not configured on this installation
+            tried.append(name)
             error = deliver(channel, n, self.conf.attempts, self.conf.backoff)
             if error:
+                failed.append(name)
                 report.failures.append(f"{name}: {error}")
                 log.error("%s: giving up on %s: %s", name, n.title(), error)
             else:
                 log.info("%s: sent %s", name, n.title())
+        event = "escalation" if escalation else "renotify" if renotify else status
+        self._record(rule, n, counts, now, event, [c for c in tried if c not in failed], failed)
+        return frozenset(tried)
+
+    def _record(
+        self, rule: Rule, n: Notification, counts: WindowCounts, now: datetime, event: str, sent: Sequence[str],
+        failed: Sequence[str],
+    ) -> None:  # fmt: skip
+        """Append to the history; a failure is logged, never fatal: the notice went out, and the state must
+        still be saved or the next run would send it again."""
+        if self.dry_run:
+            return
+        try:
+            e = Event(now, n.rule, n.key, event, n.status, n.severity, n.count, n.threshold, n.escalation,
+                      frozenset(sent), frozenset(failed), counts.start, counts.end,
+                      logs_path(rule, n.key, counts.start, counts.end))  # fmt: skip
+            self.history.record(e)
+        except Exception as exc:  # Unauthorized (a role without the grant), timeouts
+            if not self._history_failed:
+                log.error(
+                    "could not write the alert history (alert_events): %s; apply cql/ (`iact-schema apply`) and give "
+                    "the alerter its grants (`iact-schema auth roles --alerter`, i.e. the cassandra_cluster role)",
+                    exc,
+                )
+            self._history_failed = True

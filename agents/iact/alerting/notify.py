@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import smtplib
 import ssl
 import time
@@ -37,7 +38,7 @@ def printable(text: str, keep: str = "") -> str:
 
 @dataclass
 class Notification:
-    """One message: a rule started firing, is still firing (re-notify), or resolved."""
+    """One message: a rule started firing, is still firing (re-notify), was escalated, or resolved."""
 
     rule: str
     key: str
@@ -52,12 +53,14 @@ class Notification:
     query: str = ""
     link: str = ""
     renotify: bool = False
+    escalation: int = 0  # the escalation step this message is (1, 2...); 0: not an escalation
+    since: str = ""  # when the key started firing (escalations say how long ago)
 
     def title(self) -> str:
         """One printable line (it becomes an e-mail subject): what and where."""
         what = "RESOLVED" if self.status == "resolved" else self.severity.upper()
         key = "" if self.key == "*" else f" [{printable(self.key)}]"
-        again = " (still firing)" if self.renotify else ""
+        again = f" (escalation {self.escalation})" if self.escalation else " (still firing)" if self.renotify else ""
         return f"[{what}] {self.rule}{key}{again}"
 
     def text(self) -> str:
@@ -67,6 +70,12 @@ class Notification:
             self.title(),
             f"{self.count} records in {self.window_start} .. {self.window_end} (fires when {cmp} {self.threshold})",
         ]
+        if self.escalation:
+            key = "" if self.key == "*" else f" {shlex.quote(printable(self.key))}"
+            lines.append(
+                f"Escalation step {self.escalation}: firing since {self.since} and not acknowledged. Acknowledge it "
+                f"on the dashboard's /alerts/ page or with `iact-alert ack {self.rule}{key}` to stop escalating."
+            )
         if self.samples:
             lines.append("Recent lines:")
             lines.extend(f"  {printable(s, keep=chr(9))}" for s in self.samples)

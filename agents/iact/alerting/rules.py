@@ -22,12 +22,21 @@ COLUMNS = {
 KINDS = ("frequency", "flatline")
 SEVERITIES = ("info", "warning", "critical")
 CHANNELS = ("slack", "email", "log")
+RULE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class RuleError(ValueError):
     """A rule is wrong; the message names the rule and the field."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One escalation step: once a key has fired `after` seconds unacknowledged, tell `channels` too."""
+
+    after: int
+    channels: tuple[str, ...]
 
 
 def parse_duration(value: object, where: str) -> int:
@@ -56,6 +65,7 @@ class Rule:
     renotify: int = 3600
     lookback: int = 3600  # flatline: keys seen this long before the window are expected
     description: str = ""
+    escalation: tuple[Step, ...] = ()  # `after` increasing
 
     def fires(self, count: int) -> bool:
         """Above the threshold (frequency) or below it (flatline); equal never fires."""
@@ -78,7 +88,7 @@ BUILTIN: tuple[dict[str, Any], ...] = (
 )  # fmt: skip
 
 _KEYS = {"name", "kind", "table", "filter", "window", "threshold", "group_by", "severity", "channels", "renotify",
-         "lookback", "description", "enabled"}  # fmt: skip
+         "lookback", "description", "enabled", "escalation"}  # fmt: skip
 
 
 def _named(data: object, index: int) -> tuple[str, dict[str, Any]]:
@@ -86,7 +96,7 @@ def _named(data: object, index: int) -> tuple[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise RuleError(f"rule #{index + 1}: expected a mapping with name, table, window, threshold")
     name = data.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+    if not isinstance(name, str) or not RULE_NAME.fullmatch(name):
         raise RuleError(f"rule #{index + 1}: name: give a name of letters, digits, '.', '_' or '-'")
     unknown = sorted(set(data) - _KEYS)
     if unknown:
@@ -94,6 +104,36 @@ def _named(data: object, index: int) -> tuple[str, dict[str, Any]]:
     if not isinstance(data.get("enabled", True), bool):
         raise RuleError(f"rule {name!r}: enabled: give true or false")
     return name, data
+
+
+def parse_escalation(value: object, where: str) -> tuple[Step, ...]:
+    """`[{after: 15m, channels: [email]}, ...]` -> steps; each `after` later than the one before, since a
+    step is sent once the episode is that old and the steps are sent in order."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise RuleError(f"{where}: escalation: expected a list of steps like {{after: 15m, channels: [email]}}")
+    steps: list[Step] = []
+    for i, raw in enumerate(value):
+        at = f"{where}: escalation[{i}]"
+        if not isinstance(raw, dict):
+            raise RuleError(f"{at}: expected a mapping with after and channels, e.g. {{after: 15m, channels: [email]}}")
+        unknown = sorted(set(raw) - {"after", "channels"})
+        if unknown:
+            raise RuleError(f"{at}: {unknown[0]}: unknown field; a step has after and channels")
+        if "after" not in raw:
+            raise RuleError(f"{at}: after: say how long a key fires unacknowledged before this step, e.g. 15m")
+        after = parse_duration(raw["after"], f"{at}: after")
+        if steps and after <= steps[-1].after:
+            raise RuleError(
+                f"{at}: after: {raw['after']!r} is not later than the step before ({steps[-1].after} s); "
+                "list the steps in increasing `after`"
+            )
+        channels = raw.get("channels")
+        if not isinstance(channels, list) or not channels or any(c not in CHANNELS for c in channels):
+            raise RuleError(f"{at}: channels: list some of {', '.join(CHANNELS)}")
+        steps.append(Step(after, tuple(channels)))
+    return tuple(steps)
 
 
 def parse_rule(data: object, index: int) -> Rule:
@@ -146,6 +186,7 @@ def parse_rule(data: object, index: int) -> Rule:
         renotify=parse_duration(data.get("renotify", "1h"), f"{where}: renotify"),
         lookback=parse_duration(data.get("lookback", "1h"), f"{where}: lookback"),
         description=str(data.get("description", "")),
+        escalation=parse_escalation(data.get("escalation"), where),
     )
 
 

@@ -6,7 +6,7 @@ from django.urls import path
 from django.views.generic.base import RedirectView
 
 from iact.dora.loginguard import ThrottledAuthenticationForm
-from iact.dora.views import api, charts, dashboard, health, logs, webhooks
+from iact.dora.views import alerts, api, charts, dashboard, health, logs, webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/dora/dashboard/", permanent=False)),
@@ -21,8 +21,10 @@ urlpatterns = [
     path("healthz", dashboard.healthz, name="healthz"),
     path("health/", health.health, name="health"),
     path("logs/", logs.search, name="logs"),
+    path("logs/volume/", logs.volume, name="log-volume"),
     path("logs/row/", logs.row, name="log-row"),
     path("logs/trace/<str:request_id>/", logs.trace, name="log-trace"),
+    path("alerts/", alerts.alerts, name="alerts"),
     path(
         "accounts/login/", auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm), name="login"
     ),

@@ -148,9 +148,12 @@ READER_PERMISSIONS = ("SELECT",)
 # The dashboard's fleet page reads each node's pending hints through CQL (iact.dora.fleet) with the
 # reader's account: virtual tables need their own grant, even to read.
 READER_VIEWS = ("pending_hints",)
-# iact-alert reads every log table and writes only its own state (cql/0005_alerting.cql).
+# The dashboard's /alerts/ page acknowledges and silences with the reader's account: MODIFY on those two
+# tables only (cql/0005_alerting.cql, 0007_alert_console.cql); logs and the alerter's state stay read-only.
+READER_WRITES = ("alert_acks", "alert_silences")
+# iact-alert reads every log table and writes only its own state, acks (`iact-alert ack`) and history.
 ALERTER_PERMISSIONS = ("SELECT",)
-ALERTER_TABLES = ("alert_state", "alert_silences", "alert_runs")
+ALERTER_TABLES = ("alert_state", "alert_silences", "alert_runs", "alert_acks", "alert_events")
 
 
 def ensure_table_grants(

@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             changed |= auth.ensure_grants(session, args.writer, args.keyspace, auth.WRITER_PERMISSIONS, _say)
             changed |= auth.ensure_grants(session, args.reader, args.keyspace, auth.READER_PERMISSIONS, _say)
             changed |= auth.ensure_table_grants(session, args.reader, "system_views", auth.READER_VIEWS, "SELECT", _say)
+            changed |= auth.ensure_table_grants(session, args.reader, args.keyspace, auth.READER_WRITES, "MODIFY", _say)
             if args.alerter:
                 alerter_pw = _env_secret("IACT_ALERTER_PASSWORD")
                 changed |= auth.ensure_login_role(session, settings, args.alerter, alerter_pw, _say)

@@ -8,10 +8,13 @@ Every query either names the partitions it reads or goes through a storage-attac
 - no host: per day, the SAI indexes on `day` and `ts` (plus one indexed equality). Those rows
   arrive in token order, not time order, so they are read in time slices small enough to sort
   (a slice holding more than SLICE_ROWS rows is halved), and pages resume from the last row shown.
-- a request id: the SAI index on `request_id`, the request's rows in time order (a trace).
+- a request id, with or without a host: the SAI index on `request_id` alone, the request's rows
+  (at most TRACE_LIMIT of them) sorted here, pages resuming from the last row shown. A request with
+  more rows than that goes through the plans above instead.
 
 Filters on columns without an index (`unit`) and the text term are applied here, to rows the query
 read; those reads are bounded by `scan_limit` per page, and the page says when it stopped there.
+Partitions read for such a filter come SCAN_FETCH rows per round trip, not a page's worth.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from iact.cassandra.days import days_between
 from iact.cassandra.names import cql_identifier
 
 PAGE_SIZE = 100
+SCAN_FETCH = 1000  # rows per round trip when rows are filtered here (most of them are not shown)
 SLICE_ROWS = 2000  # rows sorted in memory at once, for searches across hosts
 FIRST_SLICE = timedelta(minutes=5)
 MIN_SLICE = timedelta(seconds=1)
@@ -78,16 +82,21 @@ class Query:
         return (column, mine[column]) if column else None
 
     @property
+    def request_id(self) -> str:
+        """The request id asked for, or ''."""
+        return dict(self.filters).get("request_id", "")
+
+    @property
     def residual(self) -> tuple[tuple[str, str], ...]:
         """Filters applied here, to the rows read."""
         return tuple(f for f in self.filters if f != self.pushed)
 
     @property
     def plan(self) -> str:
-        """How the query reads, for the page: 'partitions' (fast), 'index' (fast) or 'scan' (bounded)."""
+        """How the query reads, for the page: 'request', 'partitions', 'index' (fast) or 'scan' (bounded)."""
         if self.text or any(c not in INDEXED[self.table] for c, _ in self.residual):
             return "scan"
-        return "partitions" if self.host else "index"
+        return "request" if self.request_id else "partitions" if self.host else "index"
 
     def digest(self) -> str:
         """Binds a paging token to this query: a token is refused for any other."""
@@ -106,6 +115,11 @@ class Page:
 
 def _naive(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _millis(at: datetime) -> datetime:
+    """`at` as the driver sends it: truncated to the millisecond."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def _aware(at: datetime) -> datetime:
@@ -138,6 +152,8 @@ class LogSearch:
         return self._prepared[cql]
 
     def _matches(self, query: Query, row: Any) -> bool:
+        if query.host and row.host != query.host:  # only the plans that do not name partitions can differ
+            return False
         if any(str(getattr(row, c) or "") != v for c, v in query.residual):
             return False
         return not query.text or query.text.lower() in (row.message or "").lower()
@@ -164,7 +180,7 @@ class LogSearch:
             args = [query.host, hour.date(), hour.hour, _naive(query.start), _naive(query.end)]
             args += [query.pushed[1]] if query.pushed else []
             bound = statement.bind(args)
-            bound.fetch_size = PAGE_SIZE
+            bound.fetch_size = SCAN_FETCH if query.residual or query.text else PAGE_SIZE
             self.queries += 1
             result = self.session.execute(bound, paging_state=state)
             rows = result.current_rows
@@ -213,8 +229,25 @@ class LogSearch:
                 return rows[:SLICE_ROWS], True
         return rows, False
 
-    def _by_index(self, query: Query, cursor: dict[str, Any] | None) -> Page:
+    def _fill(self, query: Query, rows: list[Any], after: tuple[datetime, str] | None, page: Page) -> bool:
+        """Adds `rows`, sorted here newest first, from after `after` on; True once the page is full
+        or the scan limit reached (the page's cursor then names its last row read)."""
         _, id_column = TABLES[query.table]
+        rows.sort(key=lambda r: (-_aware(r.ts).timestamp(), str(getattr(r, id_column))))
+        for row in rows:
+            ts, row_id = _aware(row.ts), str(getattr(row, id_column))
+            if after and (ts > after[0] or (ts == after[0] and row_id <= after[1])):
+                continue
+            page.scanned += 1
+            if self._matches(query, row):
+                page.rows.append(_as_dict(row, query.table))
+            if len(page.rows) == PAGE_SIZE or page.scanned >= self.scan_limit:
+                page.scan_limited = page.scan_limited or len(page.rows) < PAGE_SIZE
+                page.cursor = {"ts": ts.isoformat(), "id": row_id}
+                return True
+        return False
+
+    def _by_index(self, query: Query, cursor: dict[str, Any] | None) -> Page:
         page = Page()
         # Resume after the last row shown: rows are ordered by (ts DESC, id ASC).
         after = (datetime.fromisoformat(cursor["ts"]), cursor["id"]) if cursor else None
@@ -228,26 +261,42 @@ class LogSearch:
                 continue
             # A second holding more than SLICE_ROWS rows: the first of them only, and the page says so.
             page.scan_limited = page.scan_limited or overflow
-            rows.sort(key=lambda r: (-_aware(r.ts).timestamp(), str(getattr(r, id_column))))
-            for row in rows:
-                ts, row_id = _aware(row.ts), str(getattr(row, id_column))
-                if after and (ts > after[0] or (ts == after[0] and row_id <= after[1])):
-                    continue
-                page.scanned += 1
-                if self._matches(query, row):
-                    page.rows.append(_as_dict(row, query.table))
-                if len(page.rows) == PAGE_SIZE or page.scanned >= self.scan_limit:
-                    page.scan_limited = page.scan_limited or len(page.rows) < PAGE_SIZE
-                    page.cursor = {"ts": ts.isoformat(), "id": row_id}
-                    return page
+            if self._fill(query, rows, after, page):
+                return page
             after = None
             end = start
             if len(rows) < SLICE_ROWS // 4:
                 width = min(width * 2, timedelta(days=1))
         return page
 
+    # A request id: its index alone, every row of the request sorted here.
+
+    def _by_request(self, query: Query, cursor: dict[str, Any] | None) -> Page | None:
+        """The page, or None when the request has more than TRACE_LIMIT rows (too many to sort here)."""
+        table, _ = TABLES[query.table]
+        statement = self._prepare(
+            f"SELECT * FROM {self.keyspace}.{table} WHERE request_id = ? LIMIT {TRACE_LIMIT + 1}"  # nosec B608
+        )
+        self.queries += 1
+        rows = list(self.session.execute(statement, [query.request_id]))
+        if len(rows) > TRACE_LIMIT:
+            return None
+        # Cassandra compares times in milliseconds: so does this filter, like the other plans' queries.
+        start, end = _naive(_millis(query.start)), _naive(_millis(query.end))
+        rows = [r for r in rows if start <= r.ts < end]
+        after = (datetime.fromisoformat(cursor["ts"]), cursor["id"]) if cursor else None
+        page = Page()
+        self._fill(query, rows, after, page)
+        return page
+
     def search(self, query: Query, cursor: dict[str, Any] | None = None) -> Page:
         """The page of `query` that starts at `cursor` (None: the first page)."""
+        if query.request_id and (cursor is None or "ts" in cursor):
+            page = self._by_request(query, cursor)
+            if page is not None:
+                return page
+            if cursor is not None:  # the request outgrew TRACE_LIMIT between pages: go on in time order
+                return self._by_index(query, cursor)
         return self._by_partition(query, cursor) if query.host else self._by_index(query, cursor)
 
     def trace(self, request_id: str) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""The log console: /logs/ (search, JSON for the live tail), one row with its context, a request's trace.
+"""The log console: /logs/ (search, JSON for the live tail), its volume chart's counts, one row with
+its context, a request's trace.
 
 Log rows hold auth.log lines and user ids: every view needs the `dora.view_logs` permission (403
 without it), not only a login.
@@ -8,16 +9,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
+from cassandra import OperationTimedOut, ReadFailure, ReadTimeout
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from iact.cassandra.session import CassandraAuthFailed, CassandraUnavailable
 from iact.dora.logs import tokens
+from iact.dora.logs import volume as volume_
 from iact.dora.logs.connection import ConsoleOff, get_search
 from iact.dora.logs.search import FILTERS, INDEXED, TABLES, Query, SearchError
 
@@ -77,6 +81,27 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
             for k, v in row.items()}  # fmt: skip
 
 
+def _shorten(text: str, size: int) -> str:
+    """Django's truncatechars: `size` characters at most, the last an ellipsis when cut."""
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _listed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their links and texts made here: per row, template tags and filters ({% url %},
+    urlencode, date, truncatechars) cost most of the page's server time. Times are shown in UTC, as
+    the column says and the live tail shows them."""
+    row_url, trace_url = reverse("log-row"), reverse("log-trace", args=["-"])[: -len("-/")]
+    listed = []
+    for r in rows:
+        rid = r.get("request_id") or ""
+        link = urlencode({"table": r["table"], "host": r["host"], "ts": r["ts"].isoformat(), "id": r["id"]})
+        listed.append(r | {"link": f"{row_url}?{link}", "when": r["ts"].strftime("%Y-%m-%d %H:%M:%S.%f")[:23],
+                           "short": _shorten(r.get("message") or "", 400),
+                           "trace": f"{trace_url}{quote(rid, safe='')}/" if rid else "",
+                           "trace_label": _shorten(rid, 14)})  # fmt: skip
+    return listed
+
+
 @require_GET
 @login_required
 @permission_required("dora.view_logs", raise_exception=True)
@@ -109,6 +134,7 @@ def search(request: HttpRequest) -> HttpResponse:
         "query": query,
         "params": request.GET,
         "page": page,
+        "rows": _listed(page.rows),
         "next_url": next_url,
         "tables": TABLES,
         "filters": FILTERS[query.table],
@@ -117,8 +143,52 @@ def search(request: HttpRequest) -> HttpResponse:
         "ranges": RANGES,
         "scan_limit": get_search().scan_limit,
         "tail_url": "?" + urlencode({k: v for k, v in fixed.items() if k not in ("from", "to")} | {"format": "json"}),
+        "volume_query": urlencode({k: v for k, v in fixed.items() if k != "format"}),
+        "split": volume_.SPLIT[query.table],
     }
     return render(request, "dora/logs.html", context)
+
+
+def _volume_note(counted: volume_.Volume) -> str:
+    """What the chart says under it: always how much was read, and when the limit cut it, from where on it counts."""
+    read = f"{counted.scanned:,} rows read"
+    if not counted.capped:
+        return f"{counted.total:,} rows; {read}."
+    return (f"Partial: the count stopped at its limit of {counted.limit:,} rows read; buckets before "
+            f"{counted.counted_from:%Y-%m-%d %H:%M} UTC are not counted. Narrow the range, or choose a host or an "
+            "indexed filter.")  # fmt: skip
+
+
+@require_GET
+@login_required
+@permission_required("dora.view_logs", raise_exception=True)
+def volume(request: HttpRequest) -> JsonResponse:
+    """Rows per minute or hour of the same search (same query string), per level or severity, as JSON.
+
+    Buckets are oldest first; a count is 0 for an empty bucket and null for one the limit left
+    uncounted, so the chart never draws a guess.
+    """
+    try:
+        query = parse(request.GET, timezone.now().astimezone(UTC))
+    except SearchError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    try:
+        counted = volume_.count(get_search(), query)
+    except (ConsoleOff, CassandraUnavailable, CassandraAuthFailed) as exc:
+        message = str(exc) if isinstance(exc, ConsoleOff) else f"Cassandra did not answer the console: {exc}"
+        return JsonResponse({"error": message}, status=503)
+    except (ReadTimeout, ReadFailure, OperationTimedOut) as exc:  # a count reads more than a page: it may
+        return JsonResponse({"error": f"Cassandra took too long to count ({exc}): narrow the range"}, status=503)
+    return JsonResponse({
+        "table": query.table, "split": volume_.SPLIT[query.table], "plan": query.plan,
+        "from": query.start.isoformat(), "to": query.end.isoformat(),
+        "bucket": "minute" if counted.width == volume_.MINUTE else "hour",
+        "bucket_seconds": int(counted.width.total_seconds()),
+        "labels": [s.isoformat() for s in counted.starts],
+        "series": [{"name": name, "counts": counts} for name, counts in counted.series()],
+        "total": counted.total, "scanned": counted.scanned, "limit": counted.limit, "capped": counted.capped,
+        "counted_from": counted.counted_from.isoformat(), "note": _volume_note(counted),
+    })  # fmt: skip
 
 
 @require_GET
