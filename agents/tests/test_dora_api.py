@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import json
 import re
+import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from iact.dora import conf
-from iact.dora.models import ApiToken, Commit, Deployment, Incident, hash_token
+from iact.dora.models import ApiToken, Commit, Deployment, Incident, Service, hash_token
 from iact.yamlconfig import ConfigError
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +117,8 @@ def test_incident_links_to_its_deployment_and_counts_as_a_failure(client, token)
     incident = {"type": "incident", "id": "INC-1", "service": "api", "opened_at": iso(opened), "deployment_id": "run-7"}
     assert post(client, incident, token).status_code == 201
     summary = client.get("/api/dora/metrics?period=7", **token).json()
-    assert summary["change_failure_rate"] == {"failed": 1, "total": 1, "rate": 1.0, "level": "Low"}
+    # All services: the median service's rate over the one service that deployed.
+    assert summary["change_failure_rate"] == {"failed": 1, "total": 1, "rate": 1.0, "level": "Low", "services": 1}
     assert summary["recovery_time"]["unrestored"] == 1
     incident["restored_at"] = iso(opened + timedelta(minutes=30))
     assert post(client, incident, token).status_code == 200
@@ -279,3 +283,171 @@ def test_healthz_answers_without_login_and_names_the_version(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "version": iact.__version__}
+
+
+def test_a_commit_belongs_to_the_first_successful_deployment_not_a_failed_attempt(logged_in, client, token):
+    shared = [{"sha": "c-shared", "committed_at": iso(timezone.now() - timedelta(hours=10))}]
+    post(client, deployment("try-1", ago=timedelta(hours=4), status="failed", commits=shared), token)
+    post(client, deployment("try-2", ago=timedelta(hours=2), commits=shared), token)
+    post(client, deployment("redeploy", ago=timedelta(hours=1), commits=shared), token)  # does not restart it
+    assert Commit.objects.get(sha="c-shared").deployment.external_id == "try-2"
+    lead = logged_in.get("/api/dora/metrics?period=7&service=api").json()["lead_time"]
+    assert lead["commits"] == 1 and lead["median_seconds"] == pytest.approx(8 * 3600, abs=1)
+
+
+def test_an_incident_without_a_deployment_counts_against_the_latest_one(logged_in, client, token, settings):
+    post(client, deployment("before", ago=timedelta(hours=5), commits=[]), token)
+    post(client, deployment("latest", ago=timedelta(hours=3), commits=[]), token)
+    opened = timezone.now() - timedelta(hours=2)
+    body = {"type": "incident", "id": "GH-9", "service": "api", "opened_at": iso(opened)}
+    assert post(client, body, token).status_code == 201
+    cfr = logged_in.get("/api/dora/metrics?period=7&service=api").json()["change_failure_rate"]
+    assert (cfr["failed"], cfr["total"]) == (1, 2)
+    listing = logged_in.get("/admin/dora/incident/").content.decode()
+    latest = Deployment.objects.get(external_id="latest").pk
+    assert f"deployment {latest} (latest before it opened)" in listing
+    settings.DORA_INCIDENT_ATTRIBUTION = "none"
+    cfr = logged_in.get("/api/dora/metrics?period=7&service=api").json()["change_failure_rate"]
+    assert (cfr["failed"], cfr["total"]) == (0, 2)
+
+
+def test_an_unknown_service_is_refused_with_the_list_of_services(logged_in, client, token):
+    post(client, deployment("one"), token)
+    answer = logged_in.get("/api/dora/metrics?service=apii")
+    assert answer.status_code == 400
+    assert answer.json()["services"] == ["api"] and "use one of api" in answer.json()["error"]
+    assert logged_in.get("/api/dora/charts/lead-time-trends/?service=apii").status_code == 400
+    page = logged_in.get("/api/dora/dashboard/?service=apii")
+    assert page.status_code == 400 and "no such service" in page.content.decode()
+    assert 'id="services"' in page.content.decode()  # the page shows all services, as its dropdown says
+    assert logged_in.get("/api/dora/dashboard/?service=api").status_code == 200
+
+
+def test_benchmark_and_attribution_are_configured_and_checked():
+    c = conf.from_mapping({"secret_key": "x" * 50})
+    assert (c.benchmark, c.incident_attribution) == ("2024", "latest_deployment")
+    assert conf.from_mapping({"secret_key": "x" * 50, "benchmark": "2023"}).benchmark == "2023"
+    with pytest.raises(ConfigError, match="benchmark: must be one of 2023, 2024"):
+        conf.from_mapping({"secret_key": "x" * 50, "benchmark": "2022"})
+    with pytest.raises(ConfigError, match="incident_attribution: must be one of latest_deployment, none"):
+        conf.from_mapping({"secret_key": "x" * 50, "incident_attribution": "nearest"})
+
+
+def known_history():
+    """Four deployments of `api` in the last week and one of `web` long ago, answers worked out by hand.
+
+    d1 success 2 days ago (commits 1 h and 3 h old), d2 success 3 days ago (commit 5 h old, caused an
+    incident restored in 1 h), d3 failed 4 days ago, d4 rolled back 5 days ago (its commit was not
+    shipped). Deployments 3 (d1, d2, d4); lead time per commit 1, 3, 5 h: median 3 h; change failure
+    rate 3 of 4 (d2, d3, d4); recovery 1 h (the incident), 24 h (d3 until d2), 48 h (d4 until d2):
+    median 24 h.
+    """
+    now = timezone.now()
+    api, web = Service.objects.create(name="api"), Service.objects.create(name="web")
+
+    def make(name, days, status, commit_hours=(), service=api):
+        finished = now - timedelta(days=days)
+        d = Deployment.objects.create(
+            service=service,
+            started_at=finished - timedelta(minutes=5),
+            finished_at=finished,
+            status=status,
+            external_id=name,
+            url=f"https://ci.example/{name}",
+        )
+        for h in commit_hours:
+            Commit.objects.create(
+                service=service, sha=f"{name}-{h}", committed_at=finished - timedelta(hours=h), deployment=d
+            )
+        return d
+
+    make("d1", 2, "success", (1, 3))
+    d2 = make("d2", 3, "success", (5,))
+    make("d3", 4, "failed")
+    make("d4", 5, "rolled_back", (2,))
+    make("w1", 80, "success", (1,), service=web)
+    Incident.objects.create(
+        service=api,
+        deployment=d2,
+        opened_at=d2.finished_at + timedelta(minutes=10),
+        restored_at=d2.finished_at + timedelta(minutes=70),
+        external_id="i1",
+        title='=HYPERLINK("https://evil.example")',
+        url="https://tracker.example/i1",
+    )
+
+
+def export(browser, metric, query="period=7&service=api"):
+    response = browser.get(f"/api/dora/export.csv?metric={metric}&{query}")
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def test_the_csv_export_reproduces_each_figure(logged_in):
+    known_history()
+    summary = logged_in.get("/api/dora/metrics?period=7&service=api").json()
+    deployments = export(logged_in, "deployments")
+    assert len(deployments) == summary["deployment_frequency"]["deployments"] == 3
+    assert {r["external_id"] for r in deployments} == {"d1", "d2", "d4"}
+    assert all(r["url"].startswith("https://ci.example/") and r["environment"] == "production" for r in deployments)
+
+    commits = export(logged_in, "lead_time")
+    assert len(commits) == summary["lead_time"]["commits"] == 3
+    seconds = [float(r["lead_time_seconds"]) for r in commits]
+    assert statistics.median(seconds) == summary["lead_time"]["median_seconds"] == 3 * 3600
+
+    changes = export(logged_in, "change_failure")
+    failed = [r for r in changes if r["failed"] == "True"]
+    assert (len(failed), len(changes)) == (
+        summary["change_failure_rate"]["failed"],
+        summary["change_failure_rate"]["total"],
+    )
+    assert (len(failed), len(changes)) == (3, 4)
+
+    failures = export(logged_in, "recovery")
+    restored = [float(r["recovery_seconds"]) for r in failures if r["restored_at"]]
+    assert statistics.median(restored) == summary["recovery_time"]["median_seconds"] == 24 * 3600
+    assert {r["kind"] for r in failures} == {"incident", "failed_deployment"}
+    assert "https://tracker.example/i1" in {r["url"] for r in failures}
+    assert '\'=HYPERLINK("https://evil.example")' in {r["title"] for r in failures}  # not run as a formula
+
+    assert summary["versus_previous"]["deployment_frequency"]["text"] == "no comparison with the previous 7 days"
+    page = logged_in.get("/api/dora/dashboard/?period=7&service=api").content.decode()
+    assert "no comparison with the previous 7 days" in page
+    assert "/api/dora/export.csv?metric=lead_time&amp;period=7&amp;service=api" in page
+
+    # All services over 90 days: the counts are over every service's rows, as the page says.
+    assert len(export(logged_in, "deployments", "period=90")) == 4
+
+
+def test_drilldown_rows_give_each_bucket_its_chart_value(logged_in):
+    known_history()
+    charts = {
+        "deployments": ("deployment-frequency", "deployments"),
+        "lead_time": ("lead-time-trends", "median_hours"),
+        "change_failure": ("change-failure-rate", "percent"),
+        "recovery": ("mttr", "median_hours"),
+    }
+    for metric, (path, key) in charts.items():
+        for period in (7, 90):
+            series = logged_in.get(f"/api/dora/charts/{path}/?period={period}").json()
+            for label, value in zip(series["labels"], series[key], strict=True):
+                got = logged_in.get(f"/api/dora/drilldown?metric={metric}&period={period}&bucket={label}").json()
+                assert got["value"] == value, (metric, period, label, got)
+                if metric == "deployments":
+                    assert len(got["rows"]) == value
+
+
+def test_export_and_drilldown_check_login_and_parameters(client, logged_in, token):
+    known_history()
+    for path in ("/api/dora/export.csv?metric=deployments", "/api/dora/drilldown?metric=recovery"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, **token).status_code == 200
+        assert logged_in.get(path).status_code == 200
+    bad = logged_in.get("/api/dora/export.csv?metric=mttr")
+    assert bad.status_code == 400 and "deployments, lead_time, change_failure, recovery" in bad.json()["error"]
+    assert logged_in.get("/api/dora/export.csv?metric=deployments&period=14").status_code == 400
+    assert "no such service" in logged_in.get("/api/dora/drilldown?metric=lead_time&service=nope").json()["error"]
+    bucket = logged_in.get("/api/dora/drilldown?metric=deployments&period=7&bucket=1999-01-01")
+    assert bucket.status_code == 400 and "first day of one of the chart's buckets" in bucket.json()["error"]

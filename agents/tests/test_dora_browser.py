@@ -25,6 +25,17 @@ const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
 let n = 0; for (let i = 3; i < d.length; i += 4) { if (d[i]) n++; } return n;
 """
 
+# Where to click for the last bar with deployments: offsets from the canvas's centre, as Selenium wants.
+BAR = """
+const c = document.getElementById(arguments[0]);
+const chart = Chart.getChart(c);
+const values = chart.data.datasets[0].data;
+let i = values.length - 1; while (i > 0 && !values[i]) i--;
+const bar = chart.getDatasetMeta(0).data[i];
+const r = c.getBoundingClientRect();
+return {value: values[i], dx: Math.round(bar.x - r.width / 2), dy: Math.round((bar.y + bar.base) / 2 - r.height / 2)};
+"""
+
 
 @pytest.fixture(scope="module", autouse=True)
 def chart_js():
@@ -61,6 +72,7 @@ def history():
             finished_at=finished,
             status="failed" if i % 4 == 3 else "success",
             external_id=f"b-{i}",
+            url=f"https://ci.example/runs/{i}",
         )
         Commit.objects.create(
             service=d.service, sha=f"s{i}", committed_at=finished - timedelta(hours=3 + i), deployment=d
@@ -83,6 +95,7 @@ def wait(browser, condition, timeout=30):
 
 @pytest.mark.django_db(transaction=True)
 def test_login_dashboard_charts_and_period_filter(live_server, browser, django_user_model):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -99,9 +112,22 @@ def test_login_dashboard_charts_and_period_filter(live_server, browser, django_u
     for chart in CHARTS:
         assert browser.find_element(By.ID, chart).get_attribute("data-drawn") == "true", chart
         assert browser.execute_script(PAINTED_PIXELS, chart) > 500, f"{chart} drew an empty canvas"
+    # One incident opened in the last 7 days (i=0): each chart marks it.
+    assert all(browser.find_element(By.ID, c).get_attribute("data-markers") == "1" for c in CHARTS)
     cycles_7 = browser.find_element(By.CSS_SELECTOR, "#widget-total-cycles .value").text
     frequency_7 = browser.find_element(By.CSS_SELECTOR, "#widget-deployment-frequency .value").text
     assert cycles_7 == "3"
+
+    # Drill-down: click the last non-empty bar; the panel lists that bucket's deployments, linked to CI.
+    bar = browser.execute_script(BAR, CHARTS[0])
+    canvas = browser.find_element(By.ID, CHARTS[0])
+    ActionChains(browser).move_to_element_with_offset(canvas, bar["dx"], bar["dy"]).click().perform()
+    panel = browser.find_element(By.ID, "drill-deployment-frequency")
+    wait(browser, lambda b: panel.get_attribute("data-rows"))
+    assert int(panel.get_attribute("data-rows")) == bar["value"]
+    assert len(panel.find_elements(By.CSS_SELECTOR, "tr")) == bar["value"] + 1
+    links = panel.find_elements(By.LINK_TEXT, "open")
+    assert links and links[0].get_attribute("href").startswith("https://ci.example/")
 
     Select(browser.find_element(By.ID, "period")).select_by_value("90")
     wait(browser, lambda b: "period=90" in b.current_url)
@@ -109,6 +135,7 @@ def test_login_dashboard_charts_and_period_filter(live_server, browser, django_u
     assert browser.find_element(By.CSS_SELECTOR, "#widget-total-cycles .value").text == "15"
     assert browser.find_element(By.CSS_SELECTOR, "#widget-deployment-frequency .value").text != frequency_7
     wait(browser, lambda b: all(b.find_element(By.ID, c).get_attribute("data-drawn") == "true" for c in CHARTS))
+    assert browser.find_element(By.ID, CHARTS[1]).get_attribute("data-markers") == "3"
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dora-dashboard.png"))
     assert (ARTIFACTS / "dora-dashboard.png").stat().st_size > 10_000

@@ -54,6 +54,9 @@ class AlertConfig:
     lease_ttl: int = 300
     max_catchup: int = 3600
     dashboard_url: str = ""
+    # Built-in rules' notices name their runbook: docs/runbooks/alert-<rule>.md, or under this base
+    # (e.g. https://git.example.internal/iact/blob/main/docs/runbooks) for a clickable link.
+    runbook_base: str = ""
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
     log_path: str | None = "/var/log/iact/log_alerts.log"
@@ -194,6 +197,7 @@ def from_mapping(data: object, base_dir: Path | None = None) -> AlertConfig:
         lease_ttl=seconds("lease_ttl", f"{max(interval, 60)}s"),
         max_catchup=seconds("max_catchup", "1h"),
         dashboard_url=top.get("dashboard_url", str, ""),
+        runbook_base=top.get("runbook_base", str, ""),
         slack=slack,
         email=email,
         log_path=log_path,

@@ -19,6 +19,7 @@ from iact.alerting.history import Event, History
 from iact.alerting.notify import Channel, Notification, deliver
 from iact.alerting.query import ALL_KEYS, Span, WindowCounts, WindowQuery
 from iact.alerting.rules import TABLES, Rule
+from iact.alerting.runbooks import runbook_link
 from iact.alerting.state import Ack, KeyState, Silence, StateStore
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ class Evaluator:
             samples=counts.samples(key)[:3], query=_query_hint(rule, counts, self.conf.keyspace),
             link=logs_link(self.conf.dashboard_url, rule, key, counts.start, counts.end), renotify=renotify,
             escalation=escalation, since=since.isoformat() if since else "",
+            runbook=runbook_link(rule.name, self.conf.runbook_base),
         )  # fmt: skip
         if any(s.covers(rule.name, key) for s in silences):
             report.silenced.append(n)

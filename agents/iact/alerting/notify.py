@@ -55,6 +55,7 @@ class Notification:
     renotify: bool = False
     escalation: int = 0  # the escalation step this message is (1, 2...); 0: not an escalation
     since: str = ""  # when the key started firing (escalations say how long ago)
+    runbook: str = ""  # what it means and what to do (iact.alerting.runbooks); empty: none
 
     def title(self) -> str:
         """One printable line (it becomes an e-mail subject): what and where."""
@@ -83,6 +84,8 @@ class Notification:
             lines.append(f"See the rest: {self.query}")
         if self.link:
             lines.append(f"Lines behind it: {self.link}")
+        if self.runbook:
+            lines.append(f"Runbook: {self.runbook}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:

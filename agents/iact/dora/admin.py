@@ -1,8 +1,12 @@
 """The admin lists every row behind the figures, so any number can be traced to its events."""
 
+from django.conf import settings
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from iact.dora.loginguard import ThrottledAdminAuthenticationForm
+from iact.dora.metrics.data import attributed
 from iact.dora.models import ApiToken, Commit, Deployment, Incident, Service, Throttle, WebhookDelivery
 
 # The admin's login counts failures like the dashboard's (see loginguard.py).
@@ -48,10 +52,24 @@ class CommitAdmin(admin.ModelAdmin):
 class IncidentAdmin(admin.ModelAdmin):
     """Incidents."""
 
-    list_display = ["title", "service", "opened_at", "restored_at", "deployment", "source"]
+    list_display = ["title", "service", "opened_at", "restored_at", "deployment", "counts_against", "source"]
     list_filter = ["service", "source"]
     search_fields = ["title", "external_id"]
     date_hierarchy = "opened_at"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
+        """Each row with the deployment it counts against, in the same query as the list."""
+        return attributed(super().get_queryset(request), tuple(settings.DORA_PRODUCTION_ENVIRONMENTS))
+
+    @admin.display(description="counts against")
+    def counts_against(self, incident: Incident) -> str:
+        """Which deployment's change failure this incident is: named by the sender, or attributed."""
+        if incident.deployment_id:
+            return f"deployment {incident.deployment_id} (linked)"
+        if settings.DORA_INCIDENT_ATTRIBUTION == "none":
+            return "none (attribution off)"
+        pk = getattr(incident, "attributed", None)
+        return f"deployment {pk} (latest before it opened)" if pk else "none (no earlier deployment)"
 
 
 @admin.register(ApiToken)

@@ -7,12 +7,17 @@ fails at start with the key's name instead of surfacing as a 500 on the first re
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 import yaml
 
+from iact.dora.jobs.schedule import ScheduleError, longest_gap
+from iact.dora.jobs.status import NAME as JOB_NAME
+from iact.dora.metrics.benchmarks import BENCHMARKS
+from iact.dora.metrics.benchmarks import NEWEST as BENCHMARK_NEWEST
 from iact.dora.notices.config import AlertsConfig
 from iact.dora.notices.config import from_section as alerts_from_section
 from iact.yamlconfig import ConfigError, Section
@@ -87,6 +92,37 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class JobConfig:
+    """One of the dashboard's cron jobs as /health/ shows it: where iact-dora-job records it, how often it runs.
+
+    The role writes these from the same list as /etc/cron.d/iact-dora, so the page judges each job
+    by the schedule cron really has.
+    """
+
+    name: str
+    title: str
+    schedule: str  # five cron fields; only minute and hour may be other than *
+    status_file: str
+    log_file: str = ""
+
+    @property
+    def period(self) -> timedelta:
+        """The longest wait between two scheduled runs."""
+        return longest_gap(self.schedule)
+
+
+# The role's defaults (roles/django_dora/vars/main.yml, _django_dora_jobs).
+DEFAULT_JOBS = (
+    JobConfig("sessions", "Session cleanup", "15 */6 * * *", "/var/lib/iact/dora/jobs/sessions.json",
+              "/var/log/iact/dora/jobs.log"),
+    JobConfig("health", "Health check", "*/5 * * * *", "/var/lib/iact/dora/jobs/health.json",
+              "/var/log/iact/dora/health.log"),
+    JobConfig("backup", "Database backup", "0 2 * * *", "/var/lib/iact/dora-backup/backup.json",
+              "/var/log/iact/dora-backup/backup.log"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ApiLimits:
     """What one API client may send: bodies are read whole into memory, and every request hits the database."""
 
@@ -118,12 +154,18 @@ class DoraConfig:
     log_file: str = ""
     cache: str = "locmem"
     production_environments: tuple[str, ...] = ("production",)
+    # The DORA report year whose clusters judge the levels (iact.dora.metrics.benchmarks).
+    benchmark: str = BENCHMARK_NEWEST
+    # An incident naming no deployment counts against the service's latest one before it opened, or not at all.
+    incident_attribution: str = "latest_deployment"
     github_webhook_secret: str = field(default="", repr=False)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     cassandra: CassandraLogConfig = field(default_factory=CassandraLogConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    # The cron jobs /health/ shows; the role writes the same list as /etc/cron.d/iact-dora.
+    jobs: tuple[JobConfig, ...] = DEFAULT_JOBS
     api: ApiLimits = field(default_factory=ApiLimits)
     login: LoginLimits = field(default_factory=LoginLimits)
     # DORA events through the alerter's channels (iact.dora.notices); off unless alerts.enabled.
@@ -163,6 +205,34 @@ def _choice(s: Section, name: str, default: str, choices: tuple[str, ...]) -> st
     if value not in choices:
         raise ConfigError(f"{s.key(name)}: must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _jobs(top: Section) -> tuple[JobConfig, ...]:
+    """The `jobs` list: name, title, schedule, status_file and log_file of each."""
+    items = top.get("jobs", list, None)
+    if items is None:
+        return DEFAULT_JOBS
+    jobs: list[JobConfig] = []
+    for i, item in enumerate(items):
+        s = Section(item, f"jobs[{i}]")
+        job = JobConfig(
+            name=s.get("name", str, ""),
+            title=s.get("title", str, ""),
+            schedule=s.get("schedule", str, ""),
+            status_file=s.get("status_file", str, ""),
+            log_file=s.get("log_file", str, ""),
+        )
+        s.done()
+        if not JOB_NAME.match(job.name) or job.name in {j.name for j in jobs}:
+            raise ConfigError(f"{s.key('name')}: {job.name!r} must be a new name of lowercase letters, digits, - and _")
+        if not job.status_file:
+            raise ConfigError(f"{s.key('status_file')}: required, the file iact-dora-job writes (DIR/NAME.json)")
+        try:
+            longest_gap(job.schedule)
+        except ScheduleError as exc:
+            raise ConfigError(f"{s.key('schedule')}: {exc}") from exc
+        jobs.append(job if job.title else replace(job, title=job.name))
+    return tuple(jobs)
 
 
 def _secret_key(s: Section) -> str:
@@ -264,12 +334,15 @@ def from_mapping(data: object) -> DoraConfig:
         log_file=top.get("log_file", str, ""),
         cache=_choice(top, "cache", "locmem", ("locmem", "db")),
         production_environments=_strings(top, "production_environments", ("production",)),
+        benchmark=_choice(top, "benchmark", BENCHMARK_NEWEST, tuple(sorted(BENCHMARKS))),
+        incident_attribution=_choice(top, "incident_attribution", "latest_deployment", ("latest_deployment", "none")),
         github_webhook_secret=top.get("github_webhook_secret", str, ""),
         database=database,
         email=email,
         cassandra=cassandra,
         logs=logs,
         health=health,
+        jobs=_jobs(top),
         api=api,
         login=login,
         alerts=alerts,

@@ -117,7 +117,7 @@ def collectors(session: Session, keyspace: str, now: datetime) -> list[Item]:
 
 
 def alert_runs(session: Session, keyspace: str, now: datetime) -> list[Item]:
-    """The last evaluation of each alerting installation (not the leases)."""
+    """The last evaluation of each alerting installation (not the leases); amber when none ever ran."""
     out = []
     for row in session.execute(f"SELECT name, last_run_at, last_status FROM {keyspace}.alert_runs"):  # nosec B608
         if row.name.startswith("lease:") or row.last_run_at is None:
@@ -130,6 +130,9 @@ def alert_runs(session: Session, keyspace: str, now: datetime) -> list[Item]:
             out.append(Item("alerting", row.name, AMBER, f"last run: {row.last_status}", details))
         else:
             out.append(Item("alerting", row.name, GREEN, "evaluated on time", details))
+    if not out:  # a line that says so, rather than no line at all
+        out.append(Item("alerting", "iact-alert", AMBER, "never ran: no alert run recorded in alert_runs; is "
+                        "iact-alert installed and scheduled (roles/alerting)?", {}))  # fmt: skip
     return out
 
 

@@ -136,8 +136,11 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/api/dora/dashboard/"
 
 DORA_PRODUCTION_ENVIRONMENTS = CONFIG.production_environments
+DORA_BENCHMARK = CONFIG.benchmark
+DORA_INCIDENT_ATTRIBUTION = CONFIG.incident_attribution
 DORA_GITHUB_WEBHOOK_SECRET = CONFIG.github_webhook_secret
 DORA_HEALTH = CONFIG.health
+DORA_JOBS = CONFIG.jobs
 
 # Hostile clients (see middleware.py, throttle.py): bodies are refused above the limit with a 413
 # before Django reads them; tokens and logins are counted in the database (no cache server).

@@ -6,7 +6,7 @@ from django.urls import path
 from django.views.generic.base import RedirectView
 
 from iact.dora.loginguard import ThrottledAuthenticationForm
-from iact.dora.views import alerts, api, charts, dashboard, health, logs, webhooks
+from iact.dora.views import alerts, api, charts, dashboard, export, health, logs, webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/dora/dashboard/", permanent=False)),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/dora/charts/lead-time-trends/", charts.lead_time_trends, name="chart-lead-time"),
     path("api/dora/charts/change-failure-rate/", charts.change_failure_rate, name="chart-change-failure-rate"),
     path("api/dora/charts/mttr/", charts.mttr, name="chart-mttr"),
+    path("api/dora/export.csv", export.export_csv, name="export-csv"),
+    path("api/dora/drilldown", export.drilldown, name="drilldown"),
     path("api/dora/metrics", api.metrics, name="metrics"),
     path("api/dora/metrics/", api.metrics),
     path("api/dora/webhooks/github", webhooks.github_webhook, name="github-webhook"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import shlex
 import socket
 import ssl
 import urllib.error
@@ -289,11 +290,14 @@ def test_api_records_a_deployment_once(base_url, dora):
     assert summary["lead_time"]["median_hours"] == pytest.approx(2.0, abs=0.01)
 
 
+JOB = "/opt/iact/dora/venv/bin/iact-dora-job"
+
+
 def test_jobs_are_installed_and_the_health_check_passes(dora):
     cron = dora.file("/etc/cron.d/iact-dora").content_string
-    assert "*/6 * * * iact-dora iact-dora clearsessions" in cron
-    assert "*/5 * * * * iact-dora iact-dora dora_health" in cron
-    assert "0 2 * * * root iact-dora-backup" in cron
+    assert f"*/6 * * * iact-dora {JOB} sessions --status-dir /var/lib/iact/dora/jobs -- iact-dora clearsessions" in cron
+    assert f"*/5 * * * * iact-dora {JOB} health --status-dir /var/lib/iact/dora/jobs -- iact-dora dora_health" in cron
+    assert f"0 2 * * * root {JOB} backup --status-dir /var/lib/iact/dora-backup -- iact-dora-backup" in cron
     out = dora.run("runuser -u iact-dora -- /usr/local/bin/iact-dora dora_health")
     assert out.rc == 0, out.stdout + out.stderr
     status = json.loads(dora.file("/var/lib/iact/dora/health.json").content_string)
@@ -312,6 +316,32 @@ def test_health_check_fails_and_says_why_when_the_app_is_down(dora):
     assert out.rc != 0 and "unhealthy" in out.stderr, out.stdout + out.stderr
     assert status["ok"] is False
     assert status["checks"]["http"]["ok"] is False and status["checks"]["database"]["ok"] is True
+
+
+def test_each_cron_line_records_its_run_where_the_dashboard_reads_it(dora):
+    """Every line of the cron file run as cron runs it: the job's status lands in its directory, root's in a
+    root-owned one the dashboard's user can read, and the dashboard's configuration names the same files."""
+    cron = dora.file("/etc/cron.d/iact-dora").content_string
+    lines = [line.split(None, 5)[5] for line in cron.splitlines() if JOB in line]
+    assert len(lines) == 3, cron
+    for line in lines:
+        user, command = line.split(None, 1)
+        wrapped = f"sh -c {shlex.quote(command)}"
+        out = dora.run(wrapped if user == "root" else f"runuser -u {user} -- {wrapped}")
+        assert out.rc == 0 and out.stdout == "", out.stdout + out.stderr
+    for path, owner in (("/var/lib/iact/dora/jobs/sessions.json", "iact-dora"),
+                        ("/var/lib/iact/dora/jobs/health.json", "iact-dora"),
+                        ("/var/lib/iact/dora-backup/backup.json", "root")):  # fmt: skip
+        status = json.loads(dora.check_output(f"runuser -u iact-dora -- cat {path}"))
+        assert status["last"]["ok"] is True and status["running_since"] is None, (path, status)
+        assert (dora.file(path).user, dora.file(path).mode) == (owner, 0o644)
+    root_dir = dora.file("/var/lib/iact/dora-backup")
+    assert (root_dir.user, root_dir.group, root_dir.mode) == ("root", "root", 0o755)
+    backup = json.loads(dora.file("/var/lib/iact/dora-backup/backup.json").content_string)
+    assert backup["last"]["last_line"].startswith("/var/backups/iact/dora/dora-"), "the dump's path, its last line"
+    config = dora.check_output("runuser -u iact-dora -- cat /etc/iact/dora/dora.yaml")
+    for path in ("/var/lib/iact/dora/jobs/sessions.json", "/var/lib/iact/dora-backup/backup.json"):
+        assert path in config
 
 
 def test_root_jobs_log_outside_the_service_owned_directory(dora):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 
 from iact.dora.ingest.validate import DeploymentEvent, EventError, IncidentEvent
@@ -46,8 +47,11 @@ def _service(name: str) -> Service:
 def record_deployment(event: DeploymentEvent) -> Recorded:
     """Insert or update the deployment and attach its commits.
 
-    A commit belongs to the first deployment that shipped it: a later deployment listing the same
-    sha (a redeploy) does not restart its lead-time clock.
+    A commit belongs to the first successful production deployment that shipped it: a redeploy
+    listing the same sha later does not restart its lead-time clock, and a failed attempt does not
+    keep it from the successful retry (until one succeeds, the first deployment listing it holds
+    it). Limit: a deployment that holds commits and is later updated to failed keeps them until
+    another successful deployment lists them again.
     """
     stored = Deployment.objects.select_for_update().filter(source=event.source, external_id=event.external_id).first()
     if stored is not None and _older(event.sender_updated_at, stored.sender_updated_at):
@@ -79,7 +83,14 @@ def record_deployment(event: DeploymentEvent) -> Recorded:
 
 
 def _ships_earlier(candidate: Deployment, current: Deployment | None) -> bool:
-    return current is None or candidate.finished_at < current.finished_at
+    """Does the candidate take the commit: a success in production beats anything else, then the earlier one."""
+    if current is None:
+        return True
+    return (not _shipped(candidate), candidate.finished_at) < (not _shipped(current), current.finished_at)
+
+
+def _shipped(deployment: Deployment) -> bool:
+    return deployment.status == Deployment.SUCCESS and deployment.environment in settings.DORA_PRODUCTION_ENVIRONMENTS
 
 
 @transaction.atomic

@@ -23,8 +23,14 @@ class DeploymentRow:
     service: str
     finished_at: datetime
     status: str
-    first_commit_at: datetime | None = None
+    # When each commit this deployment was the first successful production deployment of was made.
+    commit_times: tuple[datetime, ...] = ()
     caused_incident: bool = False
+
+    @property
+    def shipped(self) -> bool:
+        """Reached production and stayed: the only deployments that end a commit's lead time."""
+        return self.status == "success"
 
     @property
     def needed_remediation(self) -> bool:
@@ -39,6 +45,9 @@ class FailureRow:
     service: str
     started_at: datetime
     restored_at: datetime | None
+    # Which event it is, so a drill-down or export can link to it: one of the two is set.
+    incident_id: int | None = None
+    deployment_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,9 +81,42 @@ class Recovery:
     unrestored: int
 
 
+@dataclass(frozen=True)
+class LeadTime:
+    """Lead time per commit (DORA's definition, the headline) and per deployment (its oldest commit)."""
+
+    commits: int
+    median_seconds: float | None
+    p75_seconds: float | None
+    p90_seconds: float | None
+    deployments: int
+    per_deployment_median_seconds: float | None
+
+
 def median(values: list[float]) -> float | None:
     """The median, or None for no values (shown as "no data")."""
     return statistics.median(values) if values else None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0..100) by linear interpolation between ranks (numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def commit_lead_times(deployments: list[DeploymentRow], window: Window) -> list[float]:
+    """Seconds from each commit to the deployment that first shipped it, for deployments in the window."""
+    return [
+        (d.finished_at - t).total_seconds()
+        for d in deployments
+        if window.contains(d.finished_at) and d.shipped
+        for t in d.commit_times
+    ]
 
 
 def deployment_frequency(deployments: list[DeploymentRow], window: Window) -> Frequency:
@@ -82,25 +124,35 @@ def deployment_frequency(deployments: list[DeploymentRow], window: Window) -> Fr
 
     Counts deployments that finished inside the window and reached production (status `success`,
     or `rolled_back`: it ran before it was taken back); a deployment that failed to go out is not
-    a release. Rate = count / window length in days.
+    a release. Rate = count / the days the window covers.
     """
     count = sum(1 for d in deployments if window.contains(d.finished_at) and d.status != "failed")
-    per_day = count / window.days
+    per_day = count / window.length_days
     return Frequency(count, per_day, per_day * 7)
 
 
-def lead_time_for_changes(deployments: list[DeploymentRow], window: Window) -> float | None:
+def lead_time_for_changes(deployments: list[DeploymentRow], window: Window) -> LeadTime:
     """Lead time for changes: the time it takes a commit to get into production (DORA).
 
-    Per successful deployment in the window that shipped commits: finished_at minus its first
-    (oldest) commit's time. Returns the median in seconds; None when no deployment carried commits.
+    One sample per commit (as DORA's Four Keys compute it): the finish of the first successful
+    production deployment that shipped the commit, minus the commit's time; median, p75 and p90
+    in seconds. A deployment that shipped many old commits weighs as much as those commits, which
+    is the point: each of them waited that long. The per-deployment figure (finish minus its
+    oldest commit, one sample per deployment) is kept as a second view.
     """
-    return median(
-        [
-            (d.finished_at - d.first_commit_at).total_seconds()
-            for d in deployments
-            if window.contains(d.finished_at) and d.status == "success" and d.first_commit_at is not None
-        ]
+    per_commit = commit_lead_times(deployments, window)
+    per_deployment = [
+        (d.finished_at - min(d.commit_times)).total_seconds()
+        for d in deployments
+        if window.contains(d.finished_at) and d.shipped and d.commit_times
+    ]
+    return LeadTime(
+        len(per_commit),
+        median(per_commit),
+        percentile(per_commit, 75),
+        percentile(per_commit, 90),
+        len(per_deployment),
+        median(per_deployment),
     )
 
 

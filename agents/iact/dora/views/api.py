@@ -17,6 +17,7 @@ from iact.dora.auth import session_or_token, token_required
 from iact.dora.ingest.record import Recorded, record
 from iact.dora.ingest.scope import Event, apply_scope
 from iact.dora.ingest.validate import EventError, parse_event
+from iact.dora.metrics.report import versus_previous
 from iact.dora.models import ApiToken
 from iact.dora.views.limits import body_limited
 from iact.dora.views.params import BadFilter, Filters
@@ -33,8 +34,11 @@ def _summary(request: HttpRequest) -> JsonResponse:
     try:
         filters = Filters.from_request(request)
     except BadFilter as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse(filters.report().summary())
+        return JsonResponse(exc.as_json(), status=400)
+    summary = filters.report().summary()
+    return JsonResponse(
+        summary | {"versus_previous": versus_previous(summary, filters.report(previous=True).summary())}
+    )
 
 
 def _json(raw: bytes) -> object:

@@ -19,7 +19,7 @@ def _chart(series: Callable[[Report], dict]) -> Callable[[HttpRequest], JsonResp
         try:
             filters = Filters.from_request(request)
         except BadFilter as exc:
-            return JsonResponse({"error": str(exc)}, status=400)
+            return JsonResponse(exc.as_json(), status=400)
         return JsonResponse({"period_days": filters.period, "service": filters.service} | series(filters.report()))
 
     return view

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -9,8 +11,9 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 import iact
-from iact.dora.metrics import classify
+from iact.dora.metrics.benchmarks import LEVELS
 from iact.dora.metrics.period import PERIODS
+from iact.dora.metrics.report import versus_previous
 from iact.dora.models import Service
 from iact.dora.views.params import DEFAULT_PERIOD, BadFilter, Filters
 
@@ -19,14 +22,19 @@ from iact.dora.views.params import DEFAULT_PERIOD, BadFilter, Filters
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The page; a bad filter falls back to the default period with a notice."""
-    notice = ""
+    notice, status = "", 200
     try:
         filters = Filters.from_request(request)
     except BadFilter as exc:
-        notice, filters = str(exc), Filters(DEFAULT_PERIOD, request.GET.get("service") or None)
+        # The page shows what its filters say: the default period, all services unless the service is known.
+        service = request.GET.get("service") or None
+        known = service is not None and Service.objects.filter(name=service).exists()
+        notice, status, filters = str(exc), 400, Filters(DEFAULT_PERIOD, service if known else None)
     report = filters.report()
+    summary = report.summary()
     context = {
-        "summary": report.summary(),
+        "summary": summary,
+        "versus": versus_previous(summary, filters.report(previous=True).summary()),
         # The four series ride along in the page (json_script, CSP-safe): one computation per
         # page view instead of five. The chart endpoints serve the same data to API clients.
         "charts": {
@@ -36,13 +44,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "mttr": report.recovery_series(),
         },
         "filters": filters,
+        # The filters as a query string, for the widgets' CSV links.
+        "query": urlencode({"period": filters.period} | ({"service": filters.service} if filters.service else {})),
         "periods": PERIODS,
         "services": list(Service.objects.values_list("name", flat=True)),
-        "thresholds": classify.THRESHOLDS,
-        "report_name": classify.REPORT,
+        "benchmark": report.benchmark,
+        "levels": LEVELS,
         "notice": notice,
     }
-    return render(request, "dora/dashboard.html", context)
+    return render(request, "dora/dashboard.html", context, status=status)
 
 
 @require_GET
