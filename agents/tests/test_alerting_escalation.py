@@ -73,6 +73,17 @@ def test_a_late_run_sends_every_overdue_step_in_order(world, slack, smtp):  # no
     assert len(slack.received) == 1 and len(smtp.messages) == 1
 
 
+def test_a_catch_up_run_sends_no_step_the_episode_had_not_reached(world, slack, smtp):  # noqa: F811
+    """A run that catches up on missed windows evaluates them oldest first: at the episode's first
+    window it is 0 minutes old, whatever the run's clock says; here it resolves two windows later."""
+    world.rules(ESCALATING)
+    world.run(window(world, 1))  # a run before anything fired: the watermark
+    firing_for(world, 10)  # 10:00-10:10, then quiet
+    report = world.run(window(world, 46))  # the runs between never happened
+    assert steps(report) == [] and slack.received == [] and smtp.messages == []
+    assert [n.status for n in report.notifications] == ["firing", "resolved"]
+
+
 def test_an_ack_stops_escalation_and_renotify_until_the_episode_ends_and_covers_no_later_one(world, slack):  # noqa: F811
     world.rules(ESCALATING | {"renotify": "10m"})
     name = world.conf.rules[0].name

@@ -230,6 +230,8 @@ def test_ack_silence_and_unsilence_are_recorded_with_who_and_when(db, alerts, ca
         ),
         ({"action": "silence", "custom": "soon"}, "silence for: 'soon' is not a duration"),
         ({"action": "silence", "custom": "45d"}, "at most 30 days"),
+        ({"action": "silence", "custom": "1000000000d"}, "at most 30 days"),
+        ({"action": "ack", "key": "*", "since": "yesterday"}, "since='yesterday': not a time; reload the page"),
         ({"action": "delete"}, "action='delete': use ack, silence or unsilence"),
         ({"action": "ack", "rule": "x y"}, "rule='x y': give a rule name"),
         ({"action": "ack", "key": "k" * 501}, "the key is longer than 500 characters"),
@@ -298,3 +300,19 @@ def test_in_chromium_acknowledge_a_firing_alert(live_server, browser, alerts):  
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "alerts-console.png"))
     assert (ARTIFACTS / "alerts-console.png").stat().st_size > 10_000
+
+
+def test_an_ack_covers_only_the_episode_the_page_showed(db, alerts):
+    """The episode resolved and fired again between the page and the click: nobody has seen the new one,
+    so the click must not silence its escalation."""
+    tag, store, _ = alerts
+    rule = f"err-{tag}"
+    shown = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)
+    fire(store, rule, "app.db", shown + timedelta(minutes=30))  # the episode firing now
+    c = client_for(user("manager", "view_logs", "manage_alerts"))
+    form = {"action": "ack", "rule": rule, "key": "app.db", "since": shown.isoformat()}
+    answer = c.post("/alerts/", form, follow=True)
+    assert "resolved and fired again" in html(answer) and store.acks(rule) == {}
+    current = shown + timedelta(minutes=30)
+    c.post("/alerts/", {"action": "ack", "rule": rule, "key": "app.db", "since": current.isoformat()})
+    assert store.acks(rule)["app.db"].since == current

@@ -101,6 +101,7 @@ class Evaluator:
         self.clock = clock
         self.history = history if history is not None else History(store.s, store.ks)
         self._acks: dict[str, dict[str, Ack]] = {}
+        self._latest_end: datetime | None = None  # the last window of the current run
         self._history_failed = False
 
     def run(self) -> RunReport:
@@ -110,7 +111,9 @@ class Evaluator:
         c = self.conf
         silences = self.store.silences(now)
         self._acks = {}
-        for end in window_ends(self.store.watermark(), now, c.interval, c.query_delay, c.max_catchup):
+        ends = window_ends(self.store.watermark(), now, c.interval, c.query_delay, c.max_catchup)
+        self._latest_end = ends[-1] if ends else None
+        for end in ends:
             report.windows.append(end)
             counts = self._counts(end)
             for rule in c.rules:
@@ -182,7 +185,12 @@ class Evaluator:
         so the steps still due go out when it ends."""
         if not rule.escalation or state.since is None or any(s.covers(rule.name, key) for s in silences):
             return state
-        while state.step < len(rule.escalation) and now - state.since >= timedelta(
+        # The episode's age as of the window being evaluated: the run's clock for its latest window, and
+        # that much earlier for each window it catches up on. Otherwise a run catching up on missed
+        # windows sends, at the episode's first window, steps only due later (and sends them even when
+        # a later window of the same run resolves the episode).
+        behind = (self._latest_end - counts.end) if self._latest_end is not None else timedelta(0)
+        while state.step < len(rule.escalation) and now - behind - state.since >= timedelta(
             seconds=rule.escalation[state.step].after
         ):
             step = state.step + 1

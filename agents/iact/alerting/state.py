@@ -117,14 +117,23 @@ class StateStore:
             for rule, f in futures.items()
         }
 
-    def ack(self, rule: str, key: str, by: str, at: datetime | None = None) -> Ack:
-        """Acknowledge the firing episode of (rule, key): its renotify and escalation stop until it resolves."""
+    def ack(self, rule: str, key: str, by: str, at: datetime | None = None, since: datetime | None = None) -> Ack:
+        """Acknowledge the firing episode of (rule, key): its renotify and escalation stop until it resolves.
+
+        `since`: the episode the user saw (the page sends it). When another episode has started since,
+        nobody has seen it: refuse rather than silence its escalation.
+        """
         row = self.s.execute(
             f"SELECT firing, since FROM {self.ks}.alert_state WHERE rule = %s AND key = %s",  # nosec B608 # keyspace checked in __init__
             (rule, key),
         ).one()
         if row is None or not row.firing or row.since is None:
             raise NotFiring(f"{rule} [{key}] is not firing: nothing to acknowledge (`iact-alert status` lists what is)")
+        if since is not None and _utc(row.since) != _utc(since):
+            raise NotFiring(
+                f"{rule} [{key}] resolved and fired again (since {_utc(row.since):%Y-%m-%d %H:%M:%S} UTC) after "
+                "the page was shown: reload it and acknowledge the episode firing now"
+            )
         ack = Ack(rule, key, _utc(row.since), at or datetime.now(UTC), by)  # type: ignore[arg-type]
         self.s.execute(
             f"INSERT INTO {self.ks}.alert_acks (rule, key, since, acked_at, acked_by) VALUES (%s, %s, %s, %s, %s)",  # nosec B608 # keyspace checked in __init__

@@ -61,6 +61,11 @@ class Firing:
     logs_path: str
 
     @property
+    def since_iso(self) -> str:
+        """The episode, as the acknowledge form sends it back (an ack then covers only what was shown)."""
+        return self.state.since.isoformat() if self.state.since else ""
+
+    @property
     def told(self) -> str:
         """The channels notified during this episode."""
         return ", ".join(sorted(self.state.notified))
@@ -159,10 +164,31 @@ def _duration(post: Any) -> timedelta:
     raw = custom or post.get("duration", "")
     if not custom and raw not in SILENCE_FOR:
         raise ValueError(f"silence for {raw[:20]!r}: choose {', '.join(SILENCE_FOR)} or write a custom duration")
-    span = timedelta(seconds=parse_duration(raw, "silence for"))
+    seconds = _duration_seconds(raw)
+    if seconds > MAX_SILENCE.total_seconds():
+        raise ValueError(f"silence for {raw!r}: at most 30 days; silence again later, or disable the rule")
+    span = timedelta(seconds=seconds)
     if span > MAX_SILENCE:
         raise ValueError(f"silence for {raw!r}: at most 30 days; silence again later, or disable the rule")
     return span
+
+
+def _since(raw: str) -> datetime | None:
+    """The episode start the form was rendered with; absent (an older page, a script) means the current one."""
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw[:40])
+    except ValueError:
+        raise ValueError(f"since={raw[:40]!r}: not a time; reload the page") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _duration_seconds(raw: str) -> int:
+    """parse_duration, bounded before any timedelta is built (a huge number overflowed into a 500)."""
+    if len(raw) > 12:
+        raise ValueError(f"silence for {raw[:20]!r}: at most 30 days; silence again later, or disable the rule")
+    return parse_duration(raw, "silence for")
 
 
 def _refused(action: str, exc: Exception) -> str:
@@ -193,7 +219,8 @@ def _act(request: HttpRequest) -> HttpResponse:
             raise ValueError(f"the key is longer than {MAX_KEY} characters")
         store, _ = _stores()
         if action == "ack":
-            ack = store.ack(rule, key, who, now)
+            since = _since(post.get("since", ""))
+            ack = store.ack(rule, key, who, now, since=since)
             done = f"acknowledged {rule} [{key}] (firing since {ack.since:%Y-%m-%d %H:%M} UTC)"
         elif action == "silence":
             until = now + _duration(post)
