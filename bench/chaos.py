@@ -32,6 +32,7 @@ def main() -> int:
     seeds = args.seeds or [random.randrange(10**6, 10**9) for _ in range(args.schedules)]
     with schema_session(args.port) as (port, session):
         base = args.keep or Path(tempfile.mkdtemp(prefix="iact-chaos-runs-"))
+        base.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         outcomes = run_schedules(seeds, base, port, session, workers=args.workers)
         elapsed = time.monotonic() - t0

@@ -8,6 +8,7 @@ the loopback stand-ins of test_alerting_cassandra.py, the log channel a file.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -297,3 +298,95 @@ def test_escalation_in_a_rules_file(tmp_path):
         """))  # fmt: skip
     rule = next(r for r in load_rules(path) if r.name == "db-errors")
     assert rule.escalation == (Step(900, ("email",)), Step(3600, ("email", "log")))
+
+
+# -- from a review of the escalation: each test failed before its fix ---------------------------------------
+
+
+def test_a_host_silent_longer_than_the_lookback_stays_firing_and_escalates(world, slack):  # noqa: F811
+    """A flatline key expected only while seen during the lookback: once silent longer than that, it left the
+    counts, and its stored firing state was never looked at again (no renotify, no escalation, firing forever)."""
+    world.rules({"name": "quiet", "kind": "flatline", "group_by": "host", "window": "5m", "threshold": 1,
+                 "lookback": "30m", "channels": ["log"], "renotify": "1d",
+                 "escalation": [{"after": "45m", "channels": ["slack"]}]})  # fmt: skip
+    name = world.conf.rules[0].name
+    world.write(1, window(world, -20), level="INFO", host="web9")  # seen at 09:40, then never again
+    assert [(n.key, n.status) for n in world.run(window(world, 6)).notifications] == [("web9", "firing")]
+    for m in (21, 36, 46):  # from 10:40 on, 09:40 is outside the lookback
+        assert world.run(window(world, m)).notifications == []
+    report = world.run(window(world, 51))  # 10:50: 45 minutes since 10:05
+    assert [(n.key, n.escalation) for n in report.notifications] == [("web9", 1)] and len(slack.received) == 1
+    state = store(world).states(name)["web9"]
+    assert state.firing and state.last_count == 0 and "logger" not in state.logs_path
+    world.write(2, window(world, 56), level="INFO", host="web9")  # back at 10:56
+    assert [(n.key, n.status) for n in world.run(window(world, 61)).notifications] == [("web9", "resolved")]
+    assert "RESOLVED" in slack.received[-1]["text"]
+
+
+def test_a_step_no_channel_delivered_is_tried_again_on_the_next_run(world, slack):  # noqa: F811
+    world.rules(ESCALATING)
+    name = world.conf.rules[0].name
+    firing_for(world, 60)
+    world.run(window(world, 6))
+    slack.status = 500
+    report = world.run(window(world, 21))
+    assert steps(report) == [1] and report.failures, "step 1 was tried and failed"
+    assert store(world).states(name)["*"].step == 0, "a step nobody heard is not taken"
+    slack.status = 200
+    assert steps(world.run(window(world, 26))) == [1] and len(slack.received) == 1
+    assert store(world).states(name)["*"].step == 1
+
+
+class Killed(BaseException):
+    """The run dies here (kill -9, an OOM kill), after the notices before it went out."""
+
+
+class DyingChannel:
+    name = "email"
+
+    def send(self, _n):
+        raise Killed
+
+
+def test_each_step_is_saved_as_it_goes_out_so_a_run_that_dies_sends_none_twice(world, slack, smtp):  # noqa: F811
+    world.rules(ESCALATING)
+    world.conf = replace(world.conf, max_catchup=300)  # the late run evaluates 10:30 and 10:35 only
+    name = world.conf.rules[0].name
+    firing_for(world, 60)
+    world.run(window(world, 6))
+    with pytest.raises(Killed):
+        world.run(window(world, 41), email=DyingChannel())  # steps 1 and 2 due; it dies sending step 2
+    assert len(slack.received) == 1 and store(world).states(name)["*"].step == 1
+    assert steps(world.run(window(world, 41))) == [2], "step 1 went out already"
+    assert len(slack.received) == 1 and len(smtp.messages) == 1
+
+
+def test_a_resolution_held_by_a_silence_goes_out_when_the_silence_ends(world, slack):  # noqa: F811
+    world.rules(ESCALATING)
+    name = world.conf.rules[0].name
+    firing_for(world, 20)
+    world.run(window(world, 6))
+    assert steps(world.run(window(world, 21))) == [1] and len(slack.received) == 1
+    store(world).silence(name, "*", datetime.now(UTC) + timedelta(hours=1), "test")
+    report = world.run(window(world, 26))  # 10:20-10:25 is empty: resolved, but silenced
+    assert report.notifications == [] and [n.status for n in report.silenced] == ["resolved"]
+    assert not store(world).states(name)["*"].firing
+    assert world.run(window(world, 31)).notifications == [], "still silenced: still held"
+    store(world).unsilence(name, "*")
+    report = world.run(window(world, 36))
+    assert [n.status for n in report.notifications] == ["resolved"], "slack heard it fire: it hears the end"
+    assert "RESOLVED" in slack.received[-1]["text"] and len(slack.received) == 2
+    assert store(world).states(name)["*"].notified == frozenset(), "owed once, sent once"
+    assert world.run(window(world, 41)).notifications == []
+
+
+def test_escalation_to_a_channel_not_configured_is_a_configuration_error():
+    from iact.alerting.config import ConfigError, from_mapping
+
+    conf = {"cassandra": {"hosts": ["127.0.0.1"]}, "builtin_rules": False, "channels": {"log": {"path": "/tmp/a.log"}},
+            "rules": [{"name": "err", "threshold": 0, "channels": ["log"],
+                       "escalation": [{"after": "15m", "channels": ["slack"]}]}]}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"rule 'err': escalation\[0\]: channels: slack is not configured"):
+        from_mapping(conf)
+    conf["channels"]["slack"] = {"webhook_url": "https://hooks.example/x"}
+    assert from_mapping(conf).rules[0].escalation[0].channels == ("slack",)

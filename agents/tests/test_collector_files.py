@@ -202,3 +202,34 @@ def test_file_created_and_rotated_away_while_stopped_is_read(tmp_path):
     (tmp_path / "app.log.3.gz").write_bytes(b"compressed, ignored")
     cp2, t2 = make(tmp_path, start="end")
     assert sorted(x.data for x in read_all(t2, cp2)) == [b"g2 never seen", b"g3"]
+
+
+@pytest.mark.parametrize("copied", [0.4, 1.0], ids=["copy-in-progress", "copy-done"])
+def test_a_copy_seen_before_the_truncation_is_not_taken_for_it(tmp_path, copied):
+    """copytruncate copies, then truncates: a poll between the two must not start a second generation.
+
+    Found by the chaos schedules (seed 92): a file seen only empty, written, then copied; the
+    agent polled while the copy existed and the live file was still whole, took the copy for the
+    old content and read the live file again as a new generation: 38 lines stored twice.
+    """
+    log = tmp_path / "app.log"
+    log.touch()
+    cp, t = make(tmp_path)
+    assert read_all(t, cp) == []  # seen only empty
+    lines = "".join(f"line {i} " + "z" * 40 + "\n" for i in range(30))
+    append(log, lines)
+    with open(tmp_path / "app.log.1", "w") as f:  # logrotate's copy, as far as it got
+        f.write(lines[: int(len(lines) * copied)])
+    got = read_all(t, cp)
+    with open(tmp_path / "app.log.1", "w") as f:
+        f.write(lines)
+    os.truncate(log, 0)
+    got += read_all(t, cp)
+    append(log, "after the truncation\n")
+    got += read_all(t, cp)
+    ids: dict[bytes, set[tuple[str, int]]] = {}
+    for x in got:
+        ids.setdefault(x.data, set()).add((x.key, x.offset))
+    twice = {d: i for d, i in ids.items() if len(i) > 1}
+    assert not twice, f"{len(twice)} lines read under two row ids, e.g. {next(iter(twice.items()))}"
+    assert len(ids) == 31

@@ -414,7 +414,7 @@ class FileTailer:
         head = os.pread(t.fd, FP_BYTES, 0)  # one read: checked and, below, sharpened from the same bytes
         if t.state.fp_len and hashlib.sha256(head[: t.state.fp_len]).hexdigest() != t.state.fp:
             return True
-        if t.state.fp_len == 0 and t.last_ctime >= 0 and self._copy_candidates(t.state):
+        if t.state.fp_len == 0 and t.last_ctime >= 0 and self._copied_away(t, st, head):
             # Seen only empty, then written and copy-truncated between two polls (and maybe written
             # again): no first bytes to compare, but a new sibling holding the old content tells.
             return True
@@ -423,6 +423,25 @@ class FileTailer:
             # generation saved with fewer first bytes than it has acknowledged would match any file.
             t.state.fp, t.state.fp_len = hashlib.sha256(head).hexdigest(), len(head)
             self.checkpoints.changed(save=True)
+        return False
+
+    def _copied_away(self, t: Tracked, st: os.stat_result, head: bytes) -> bool:
+        """A new sibling holds content this file no longer starts with: it was copied, then truncated.
+
+        copytruncate copies first and truncates after. A copy (whole or still being written) that
+        the live file still starts with is not yet a reason to replace it: reading the live file now
+        and the copy later would store the same lines under two generations.
+        """
+        for path, cst in self._copy_candidates(t.state):
+            fd = self._open(path)
+            if fd is None:
+                continue
+            try:
+                copy_head = os.pread(fd, FP_BYTES, 0)
+            finally:
+                os.close(fd)
+            if st.st_size < cst.st_size or not head.startswith(copy_head):
+                return True
         return False
 
     def _read(self, t: Tracked) -> Iterator[RawLine]:
