@@ -151,6 +151,8 @@ def test_every_notice_is_in_the_days_history_with_the_channels_it_went_to(world,
     assert got == [
         (window(world, 71), "escalation", "firing", 1, [], ["slack"]),
         (window(world, 56), "firing", "firing", 0, ["log"], []),
+        # The resolution the silence held goes out when it ends, to the channels that heard the episode fire.
+        (window(world, 56), "resolved", "resolved", 0, ["email", "log"], ["slack"]),
         (window(world, 46), "silenced", "resolved", 0, [], []),
         (window(world, 36), "escalation", "firing", 2, ["email"], []),
         (window(world, 21), "escalation", "firing", 1, ["slack"], []),
@@ -159,11 +161,12 @@ def test_every_notice_is_in_the_days_history_with_the_channels_it_went_to(world,
     first = events[-1]
     assert (first.window_start, first.window_end, first.count) == (window(world, 0), window(world, 5), 1)
     assert first.logs_path.startswith("/logs/?table=application&from=") and "level=ERROR" in first.logs_path
-    assert History(world.session, "logging").day(window(world, 0).date(), since=window(world, 50))[-1].event == "firing"
+    later = History(world.session, "logging").day(window(world, 0).date(), since=window(world, 50))
+    assert sorted(e.event for e in later if e.rule == name and e.ts == window(world, 56)) == ["firing", "resolved"]
     recent = History(world.session, "logging").recent(window(world, 80), hours=1)
-    assert [e.ts for e in recent if e.rule == name] == [window(world, m) for m in (71, 56, 46, 36, 21)]
+    assert [e.ts for e in recent if e.rule == name] == [window(world, m) for m in (71, 56, 56, 46, 36, 21)]
     overnight = History(world.session, "logging").recent(window(world, 0) + timedelta(hours=16))  # 02:00 next day
-    assert len([e for e in overnight if e.rule == name]) == 6, "yesterday's partition is read too"
+    assert len([e for e in overnight if e.rule == name]) == 7, "yesterday's partition is read too"
 
 
 class BrokenHistory:
@@ -233,7 +236,7 @@ def test_iact_alert_ack_and_status(world, tmp_path, capsys):  # noqa: F811
         "name": world.conf.name, "builtin_rules": False,
         "cassandra": {"hosts": list(world.conf.connection.contact_points), "port": world.conf.connection.port},
         "rules": [{"name": name, "window": "5m", "threshold": 0, "group_by": "logger",
-                   "escalation": [{"after": "15m", "channels": ["email"]}]}],
+                   "escalation": [{"after": "15m", "channels": ["log"]}]}],
         "channels": {"log": {"path": str(tmp_path / "log_alerts.log")}},
     }))  # fmt: skip
     since = window(world, 5)
@@ -252,6 +255,12 @@ def test_iact_alert_ack_and_status(world, tmp_path, capsys):  # noqa: F811
     assert "is not firing: nothing to acknowledge" in capsys.readouterr().err
     assert iact_alert(["--config", str(config), "ack", "nope"]) == 2
     assert "no rule named 'nope'" in capsys.readouterr().err
+    # A key that will never come back (a host decommissioned): retired, without a resolved notice.
+    assert iact_alert(["--config", str(config), "retire", name, "app.db"]) == 0
+    assert "no resolved notice" in capsys.readouterr().out
+    assert "app.db" not in store(world).states(name) and not (tmp_path / "log_alerts.log").exists()
+    assert iact_alert(["--config", str(config), "retire", name, "app.db"]) == 1
+    assert "nothing to retire" in capsys.readouterr().err
 
 
 # --- rules ----------------------------------------------------------------------------------------
@@ -317,7 +326,7 @@ def test_a_host_silent_longer_than_the_lookback_stays_firing_and_escalates(world
     report = world.run(window(world, 51))  # 10:50: 45 minutes since 10:05
     assert [(n.key, n.escalation) for n in report.notifications] == [("web9", 1)] and len(slack.received) == 1
     state = store(world).states(name)["web9"]
-    assert state.firing and state.last_count == 0 and "logger" not in state.logs_path
+    assert state.firing and state.last_count == 0 and "host=web9" in state.logs_path
     world.write(2, window(world, 56), level="INFO", host="web9")  # back at 10:56
     assert [(n.key, n.status) for n in world.run(window(world, 61)).notifications] == [("web9", "resolved")]
     assert "RESOLVED" in slack.received[-1]["text"]

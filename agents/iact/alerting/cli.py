@@ -128,6 +128,23 @@ def _ack(conf: AlertConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _retire(conf: AlertConfig, args: argparse.Namespace) -> int:
+    rule = next((r for r in conf.rules if r.name == args.rule), None)
+    if rule is None:
+        raise ConfigError(f"no rule named {args.rule!r}; rules: {', '.join(r.name for r in conf.rules)}")
+    with open_session(conf.connection) as session:
+        if not StateStore(session, conf.keyspace, conf.name).retire(args.rule, args.key):
+            print(f"iact-alert: {args.rule} [{args.key}] has no state: nothing to retire", file=sys.stderr)
+            return 1
+    print(f"retired {args.rule} [{args.key}]: its state is gone, no resolved notice is sent")
+    if rule.kind == "flatline":
+        print(
+            f"note: it is expected again, and fires again, while it has rows in the last {rule.lookback} s before a "
+            "window (the rule's lookback); acknowledge it until then"
+        )
+    return 0
+
+
 def _unsilence(conf: AlertConfig, args: argparse.Namespace) -> int:
     with open_session(conf.connection) as session:
         StateStore(session, conf.keyspace, conf.name).unsilence(args.rule, args.key)
@@ -180,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     ack.add_argument("rule")
     ack.add_argument("key", nargs="?", default=ALL_KEYS, help="the firing key (default *: an ungrouped rule)")
     ack.add_argument("--by", default=os.environ.get("USER", "unknown"), help="who takes it (default: $USER)")
+    ret = sub.add_parser("retire", help="forget a key for good (a host decommissioned): no resolved notice")
+    ret.add_argument("rule")
+    ret.add_argument("key")
     uns = sub.add_parser("unsilence", help="lift a silence")
     uns.add_argument("rule")
     uns.add_argument("--key", default=ALL_KEYS)
@@ -196,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             print(f"{args.config}: OK ({len(conf.rules)} rules)")
             return 0
-        handler = {"run": _run, "ack": _ack, "silence": _silence, "unsilence": _unsilence, "status": _status}
+        handler = {"run": _run, "ack": _ack, "silence": _silence, "unsilence": _unsilence, "status": _status,
+                   "retire": _retire}  # fmt: skip
         return handler[args.command](conf, args)
     except ConfigError as exc:
         print(f"iact-alert: configuration error: {exc}", file=sys.stderr)

@@ -186,6 +186,16 @@ def from_mapping(data: object, base_dir: Path | None = None) -> AlertConfig:
         except RuleError as exc:
             raise ConfigError(str(exc)) from exc
 
+    configured = {name for name, on in (("slack", slack), ("email", email), ("log", log_path)) if on}
+    for rule in rules:
+        for i, step in enumerate(rule.escalation):
+            missing = [c for c in step.channels if c not in configured]
+            if missing:
+                raise ConfigError(
+                    f"rule {rule.name!r}: escalation[{i}]: channels: {missing[0]} is not configured, so the step "
+                    f"would reach nobody; configure channels.{missing[0]} or name a configured channel "
+                    f"({', '.join(sorted(configured)) or 'none is'})"
+                )
     interval = seconds("interval", "5m")
     conf = AlertConfig(
         connection=connection,

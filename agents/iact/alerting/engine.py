@@ -25,6 +25,15 @@ from iact.alerting.state import Ack, KeyState, Silence, StateStore
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """What one notice reached: the channels tried, those that took it, and whether a silence held it."""
+
+    tried: frozenset[str] = frozenset()
+    delivered: frozenset[str] = frozenset()
+    silenced: bool = False
+
+
 @dataclass
 class RunReport:
     """What happened, for the exit code and the log."""
@@ -147,6 +156,15 @@ class Evaluator:
         self, rule: Rule, counts: WindowCounts, now: datetime, silences: list[Silence], report: RunReport
     ) -> None:
         states = self.store.states(rule.name)
+        if rule.kind == "flatline":
+            # A key silent for longer than the lookback is no longer among the expected ones, but one that is
+            # firing is still silent: without this it would stay firing unseen (no renotify, no escalation).
+            for key, state in states.items():
+                if state.firing:
+                    counts.counts.setdefault(key, 0)
+        for key, state in list(states.items()):
+            if not state.firing and state.notified:
+                states[key] = self._owed_resolution(rule, key, state, counts, now, silences, report)
         for key, count in counts.counts.items():
             state = states.get(key)
             if rule.fires(count):
@@ -167,12 +185,13 @@ class Evaluator:
         """The next state of a key past its threshold: first notice, renotify, then any escalation due."""
         if state is None or not state.firing:
             sent = self._notify(rule, key, "firing", count, counts, now, silences, report, rule.channels)
-            state = KeyState(True, counts.end, now, count, 0, sent)
+            state = self._saved(rule, key, KeyState(True, counts.end, now, count, 0, sent.tried), counts)
         elif self._acked(rule, key, state):
             return replace(state, last_count=count)  # someone has it: no renotify, no escalation
         elif state.last_notified is None or now - state.last_notified >= timedelta(seconds=rule.renotify):
             sent = self._notify(rule, key, "firing", count, counts, now, silences, report, rule.channels, renotify=True)
-            state = replace(state, last_notified=now, last_count=count, notified=state.notified | sent)
+            state = replace(state, last_notified=now, last_count=count, notified=state.notified | sent.tried)
+            state = self._saved(rule, key, state, counts)
         else:
             state = replace(state, last_count=count)
         return self._escalate(rule, key, state, counts, now, silences, report)
@@ -182,7 +201,11 @@ class Evaluator:
         report: RunReport,
     ) -> KeyState:  # fmt: skip
         """Send every step now due, in order (a late run sends all it missed); a silence holds them, unrecorded,
-        so the steps still due go out when it ends."""
+        so the steps still due go out when it ends.
+
+        A step is taken only once a channel took it (a step nobody heard is tried again next run), and saved as
+        it goes, so a run that dies between two steps does not send the first again.
+        """
         if not rule.escalation or state.since is None or any(s.covers(rule.name, key) for s in silences):
             return state
         # The episode's age as of the window being evaluated: the run's clock for its latest window, and
@@ -196,7 +219,24 @@ class Evaluator:
             step = state.step + 1
             sent = self._notify(rule, key, "firing", state.last_count, counts, now, silences, report,
                                 rule.escalation[step - 1].channels, escalation=step, since=state.since)  # fmt: skip
-            state = replace(state, step=step, last_notified=now, notified=state.notified | sent)
+            if not sent.delivered and not self.dry_run:
+                break
+            state = replace(state, step=step, last_notified=now, notified=state.notified | sent.tried)
+            state = self._saved(rule, key, state, counts)
+        return state
+
+    def _owed_resolution(
+        self, rule: Rule, key: str, state: KeyState, counts: WindowCounts, now: datetime, silences: list[Silence],
+        report: RunReport,
+    ) -> KeyState:  # fmt: skip
+        """A resolution a silence held: the channels that heard the episode fire hear that it ended, once the
+        silence is over (even if the key fires again meanwhile: that is a new episode, told on its own)."""
+        if any(s.covers(rule.name, key) for s in silences):
+            return state
+        told = tuple(sorted(state.notified))
+        self._notify(rule, key, "resolved", state.last_count, counts, now, silences, report, told)
+        state = replace(state, notified=frozenset())
+        self._save(rule, key, state)
         return state
 
     def _resolve(
@@ -205,8 +245,10 @@ class Evaluator:
     ) -> None:  # fmt: skip
         """Tell the rule's channels and every channel an escalation reached that it is over."""
         channels = (*rule.channels, *sorted(state.notified - set(rule.channels)))
-        self._notify(rule, key, "resolved", count, counts, now, silences, report, channels)
-        self._save(rule, key, KeyState(False, None, now, count))
+        sent = self._notify(rule, key, "resolved", count, counts, now, silences, report, channels)
+        # Held by a silence: owed to the channels that heard it fire, sent when the silence ends.
+        owed = state.notified if sent.silenced else frozenset()
+        self._save(rule, key, KeyState(False, None, now, count, notified=owed))
 
     def _acked(self, rule: Rule, key: str, state: KeyState) -> bool:
         """Someone acknowledged this very episode (an ack of an earlier one does not count)."""
@@ -219,12 +261,18 @@ class Evaluator:
         if not self.dry_run:
             self.store.save(rule.name, key, state)
 
+    def _saved(self, rule: Rule, key: str, state: KeyState, counts: WindowCounts) -> KeyState:
+        """A firing state saved right after a notice went out, linking the window it fired in."""
+        state = replace(state, logs_path=logs_path(rule, key, counts.start, counts.end))
+        self._save(rule, key, state)
+        return state
+
     def _notify(
         self, rule: Rule, key: str, status: str, count: int, counts: WindowCounts, now: datetime,
         silences: list[Silence], report: RunReport, channels: tuple[str, ...], renotify: bool = False,
         escalation: int = 0, since: datetime | None = None,
-    ) -> frozenset[str]:  # fmt: skip
-        """Send one notice to `channels`; the channels tried (none when a silence holds it)."""
+    ) -> Sent:  # fmt: skip
+        """Send one notice to `channels`: which were tried and which took it (none when a silence holds it)."""
         n = Notification(
             rule=rule.name, key=key, status=status, severity=rule.severity, count=count, threshold=rule.threshold,
             kind=rule.kind, window_start=counts.start.isoformat(), window_end=counts.end.isoformat(),
@@ -237,11 +285,11 @@ class Evaluator:
             report.silenced.append(n)
             log.info("silenced: %s", n.title())
             self._record(rule, n, counts, now, "silenced", (), ())
-            return frozenset()
+            return Sent(silenced=True)
         report.notifications.append(n)
         if self.dry_run:
             print(f"--- would send to {', '.join(channels)} ---\n{n.text()}\n")
-            return frozenset()
+            return Sent()
         tried, failed = [], []
         for name in channels:
             channel = self.channels.get(name)
@@ -256,8 +304,9 @@ class Evaluator:
             else:
                 log.info("%s: sent %s", name, n.title())
         event = "escalation" if escalation else "renotify" if renotify else status
-        self._record(rule, n, counts, now, event, [c for c in tried if c not in failed], failed)
-        return frozenset(tried)
+        delivered = [c for c in tried if c not in failed]
+        self._record(rule, n, counts, now, event, delivered, failed)
+        return Sent(frozenset(tried), frozenset(delivered))
 
     def _record(
         self, rule: Rule, n: Notification, counts: WindowCounts, now: datetime, event: str, sent: Sequence[str],

@@ -104,6 +104,14 @@ class StateStore:
              set(state.notified), state.logs_path, datetime.now(UTC)),
         )  # fmt: skip
 
+    def retire(self, rule: str, key: str) -> bool:
+        """Drop a key's state (a host decommissioned on purpose): no resolved notice; False if it had none."""
+        query = f"SELECT firing FROM {self.ks}.alert_state WHERE rule = %s AND key = %s"  # nosec B608 # keyspace checked in __init__
+        if self.s.execute(query, (rule, key)).one() is None:
+            return False
+        self.s.execute(f"DELETE FROM {self.ks}.alert_state WHERE rule = %s AND key = %s", (rule, key))  # nosec B608 # keyspace checked in __init__
+        return True
+
     def acks(self, rule: str) -> dict[str, Ack]:
         """The last ack of each key of a rule (of this episode or an older one: compare `since`)."""
         return self.acks_of([rule])[rule]
