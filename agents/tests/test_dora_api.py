@@ -235,6 +235,32 @@ def test_github_webhooks_push_deploy_and_incident(client):
     assert github(client, "ping", {"zen": "hi"}).status_code == 202
 
 
+def test_github_commits_go_to_the_first_successful_production_deployment_not_a_staging_one(client):
+    """A staging success took every pushed commit, so the production deployment after it had none and
+    lead time ended at staging (found by a review)."""
+    repo = {"name": "shop", "default_branch": "main"}
+    t0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    push = {"ref": "refs/heads/main", "repository": repo, "commits": [{"id": "c1", "timestamp": iso(t0)}]}
+    assert github(client, "push", push).json()["new_commits"] == 1
+
+    def deploy(ident, environment, state, hours):
+        body = {
+            "repository": repo,
+            "deployment": {"id": ident, "sha": "c1", "environment": environment, "ref": "main",
+                           "created_at": iso(t0 + timedelta(hours=hours))},
+            "deployment_status": {"state": state, "created_at": iso(t0 + timedelta(hours=hours, minutes=5))},
+        }  # fmt: skip
+        assert github(client, "deployment_status", body).status_code == 201
+
+    deploy(1, "staging", "success", 1)
+    deploy(2, "production", "failure", 2)
+    assert Commit.objects.get(sha="c1").deployment is None, "neither shipped it to production"
+    deploy(3, "production", "success", 3)
+    assert Commit.objects.get(sha="c1").deployment.external_id == "3"
+    deploy(4, "production", "success", 4)  # a redeploy of the same sha keeps the first one's clock
+    assert Commit.objects.get(sha="c1").deployment.external_id == "3"
+
+
 def test_token_and_admin_commands_are_idempotent(monkeypatch, capsys):
     monkeypatch.setenv("IACT_DORA_TOKEN", "dora_known_value")
     call_command("dora_token", "ansible")

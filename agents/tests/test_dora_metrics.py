@@ -181,6 +181,21 @@ def test_all_services_are_judged_per_service_not_summed():
     assert "services" not in Report(w, "svc0", deps, []).summary()
 
 
+def test_the_median_service_counts_services_that_did_not_deploy_as_zero():
+    """A service with events in the window but no release (only failed attempts) deployed 0 times: leaving
+    it out of the median made "all services" look better than its median service (found by a review)."""
+    w = window(30, now=datetime(2026, 11, 23, tzinfo=UTC))
+    deps = [dep(i, timedelta(days=i + 1), service="busy") for i in range(20)]  # about daily
+    deps += [dep(100, timedelta(days=3), status="failed", service="stuck1")]
+    deps += [dep(101, timedelta(days=4), status="failed", service="stuck2")]
+    summary = Report(w, None, deps, []).summary()
+    freq = summary["deployment_frequency"]
+    assert (freq["per_day"], freq["services"]) == (0.0, 3), "two of three services released nothing"
+    assert freq["level"] == "Low"
+    stuck = next(s for s in summary["services"] if s["service"] == "stuck1")
+    assert stuck["deployment_frequency"]["deployments"] == 0
+
+
 def test_benchmarks_are_the_2023_and_2024_clusters_newest_by_default():
     y2023, y2024 = benchmarks.get("2023"), benchmarks.get("2024")
     assert benchmarks.NEWEST == "2024" and "2023" in y2023.citation and "State of DevOps" in y2024.citation

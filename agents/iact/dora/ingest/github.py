@@ -16,11 +16,13 @@ import hashlib
 import hmac
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from iact.dora.ingest.record import Recorded, record_deployment, record_incident
 from iact.dora.ingest.validate import DeploymentEvent, IncidentEvent, slugify
-from iact.dora.models import Commit, Service
+from iact.dora.models import Commit, Deployment, Service
 
 INCIDENT_LABEL = "incident"
 _DEPLOY_STATES = {"success": "success", "failure": "failed", "error": "failed"}
@@ -74,11 +76,12 @@ def handle_deployment_status(payload: dict) -> Recorded | None:
     if finished.tzinfo is None:
         raise ValueError("deployment_status.updated_at has no UTC offset")
     sha = deployment.get("sha", "")
+    deployment_environment = deployment.get("environment") or "production"
     recorded = record_deployment(
         DeploymentEvent(
             external_id=str(deployment["id"]),
             service=service,
-            environment=deployment.get("environment") or "production",
+            environment=deployment_environment,
             started_at=_time(deployment["created_at"]),
             finished_at=finished,
             status=status,
@@ -89,15 +92,22 @@ def handle_deployment_status(payload: dict) -> Recorded | None:
             sender_updated_at=finished,
         )
     )
-    if status == "success" and not recorded.stale:
+    if not recorded.stale and status == "success" and deployment_environment in settings.DORA_PRODUCTION_ENVIRONMENTS:
         _ship_pushed_commits(service, sha, recorded.id, finished)
     return recorded
 
 
 def _ship_pushed_commits(service: str, sha: str, deployment_id: int, finished: datetime) -> None:
-    """Pushed commits not shipped yet, up to the deployed one, belong to this deployment."""
-    commits = Commit.objects.filter(service__name=service, deployment__isnull=True)
-    deployed = commits.model.objects.filter(service__name=service, sha=sha).first()
+    """Pushed commits not in production yet, up to the deployed one, belong to this production deployment.
+
+    Only a successful production deployment ships: a staging success or a failed attempt would
+    otherwise end the commits' lead time before they reached production.
+    """
+    in_production = Q(
+        deployment__status=Deployment.SUCCESS, deployment__environment__in=settings.DORA_PRODUCTION_ENVIRONMENTS
+    )
+    commits = Commit.objects.filter(service__name=service).exclude(in_production)
+    deployed = Commit.objects.filter(service__name=service, sha=sha).first()
     limit = deployed.committed_at if deployed else finished
     commits.filter(committed_at__lte=limit).update(deployment_id=deployment_id)
 

@@ -247,10 +247,16 @@ _HEADLINE = {
 
 
 def _median_service(services: list[dict], bench: Benchmark) -> dict[str, dict]:
-    """Per key: the median over services that have a value, its level, and how many services it spans."""
+    """Per key: the median over services that have a value, its level, and how many services it spans.
+
+    Deployment frequency has a value for every service in the window: one that released nothing
+    (only failed attempts, or only incidents) deployed 0 times, and leaving it out would make the
+    median service look busier than it is.
+    """
     out = {}
     for key, field_name in _HEADLINE.items():
-        values = [s[key][field_name] for s in services if s[key]["level"] is not None]
+        every = key == "deployment_frequency"
+        values = [s[key][field_name] for s in services if every or s[key]["level"] is not None]
         value = statistics.median(values) if values else None
         block: dict = {"services": len(values), "level": classify.level(key, value, bench)}
         if key == "deployment_frequency":
