@@ -477,3 +477,59 @@ def test_export_and_drilldown_check_login_and_parameters(client, logged_in, toke
     assert "no such service" in logged_in.get("/api/dora/drilldown?metric=lead_time&service=nope").json()["error"]
     bucket = logged_in.get("/api/dora/drilldown?metric=deployments&period=7&bucket=1999-01-01")
     assert bucket.status_code == 400 and "first day of one of the chart's buckets" in bucket.json()["error"]
+
+
+# -- the rows kept between requests (metrics/data.py, metrics/version.py) ---------------------------------
+
+
+def _commit_queries(fn):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        result = fn()
+    return result, sum("dora_commit" in q["sql"] for q in ctx.captured_queries)
+
+
+@pytest.fixture
+def frozen_now(monkeypatch):
+    """The dashboard's clock stopped, so that two requests compute over the same window."""
+    from iact.dora.views import params
+
+    now = timezone.now()
+    monkeypatch.setattr(params.timezone, "now", lambda: now)
+    return now
+
+
+def test_kept_rows_are_reused_until_any_write_and_every_write_shows_at_once(logged_in, client, token, frozen_now):
+    def summary():
+        return logged_in.get("/api/dora/metrics?period=30").json()
+
+    assert post(client, deployment("k1", timedelta(days=2)), token).status_code == 201
+    first, loads = _commit_queries(summary)
+    assert first["deployment_frequency"]["deployments"] == 1 and loads == 1
+    again, loads = _commit_queries(summary)
+    assert again == first and loads == 0, "nothing changed: the rows kept are used"
+    # Every way the events change is seen by the next request.
+    post(client, deployment("k2", timedelta(days=1)), token)  # the API
+    assert summary()["deployment_frequency"]["deployments"] == 2
+    post(client, deployment("k2", timedelta(days=1), status="failed"), token)  # an update of a row
+    assert summary()["change_failure_rate"]["failed"] == 1
+    Deployment.objects.get(external_id="k1").delete()  # the admin
+    assert summary()["deployment_frequency"]["deployments"] == 0
+    call_command("dora_seed", "--deployments", "5", "--days", "7", "--services", "1")  # bulk inserts
+    assert summary()["deployment_frequency"]["deployments"] >= 4  # 5 seeded, a few failed or rolled back
+
+
+def test_kept_rows_give_the_same_figures_as_a_fresh_load_for_every_period_and_service(logged_in, frozen_now):
+    from iact.dora.metrics import data
+
+    call_command("dora_seed", "--deployments", "400", "--days", "200", "--services", "3", "--seed", "7")
+    paths = [f"/api/dora/metrics?period={p}" + (f"&service={s}" if s else "")
+             for p in (7, 30, 60, 90) for s in (None, "service-1", "service-3")]  # fmt: skip
+    kept = [logged_in.get(p).json() for p in reversed(paths)]  # the longest first: the shorter ones reuse its rows
+    fresh = []
+    for p in reversed(paths):
+        data._snapshots.clear()
+        fresh.append(logged_in.get(p).json())
+    assert kept == fresh

@@ -12,7 +12,9 @@ class DoraConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Connect the DORA notices (iact.dora.notices): models are loaded only now."""
+        """Connect the DORA notices (iact.dora.notices) and the data version: models are loaded only now."""
+        from iact.dora.metrics import version
         from iact.dora.notices import signals
 
         signals.connect()
+        version.connect()

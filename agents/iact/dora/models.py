@@ -101,6 +101,21 @@ class Incident(models.Model):
         return self.title or f"incident {self.external_id}"
 
 
+class DataVersion(models.Model):
+    """One row whose token changes with every write to the delivery events (iact.dora.metrics.version).
+
+    The dashboard keeps the rows it loaded while the token stays the same: reading a 90-day window
+    of tens of thousands of rows through the database driver is most of a page's time, and the rows
+    change only when an event is recorded. A random token, not a counter: a rolled-back write leaves
+    the previous token, which then still names the data as it is.
+    """
+
+    token = models.CharField(max_length=32)
+
+    def __str__(self) -> str:
+        return self.token
+
+
 def hash_token(token: str) -> str:
     """Tokens are stored hashed: a database dump does not hand out API access."""
     return hashlib.sha256(token.encode()).hexdigest()

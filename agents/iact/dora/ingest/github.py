@@ -22,6 +22,7 @@ from django.db.models import Q
 
 from iact.dora.ingest.record import Recorded, record_deployment, record_incident
 from iact.dora.ingest.validate import DeploymentEvent, IncidentEvent, slugify
+from iact.dora.metrics import version
 from iact.dora.models import Commit, Deployment, Service
 
 INCIDENT_LABEL = "incident"
@@ -109,7 +110,8 @@ def _ship_pushed_commits(service: str, sha: str, deployment_id: int, finished: d
     commits = Commit.objects.filter(service__name=service).exclude(in_production)
     deployed = Commit.objects.filter(service__name=service, sha=sha).first()
     limit = deployed.committed_at if deployed else finished
-    commits.filter(committed_at__lte=limit).update(deployment_id=deployment_id)
+    if commits.filter(committed_at__lte=limit).update(deployment_id=deployment_id):
+        version.bump()  # a queryset update sends no signal
 
 
 def handle_issues(payload: dict) -> Recorded | None:

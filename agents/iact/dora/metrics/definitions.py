@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from iact.dora.metrics.period import Window
 
@@ -26,6 +27,11 @@ class DeploymentRow:
     # When each commit this deployment was the first successful production deployment of was made.
     commit_times: tuple[datetime, ...] = ()
     caused_incident: bool = False
+
+    @cached_property
+    def lead_seconds(self) -> tuple[float, ...]:
+        """Seconds from each commit to this deployment (kept: the rows outlive a request, metrics/data.py)."""
+        return tuple((self.finished_at - t).total_seconds() for t in self.commit_times)
 
     @property
     def shipped(self) -> bool:
@@ -111,12 +117,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def commit_lead_times(deployments: list[DeploymentRow], window: Window) -> list[float]:
     """Seconds from each commit to the deployment that first shipped it, for deployments in the window."""
-    return [
-        (d.finished_at - t).total_seconds()
-        for d in deployments
-        if window.contains(d.finished_at) and d.shipped
-        for t in d.commit_times
-    ]
+    return [seconds for d in deployments if d.shipped and window.contains(d.finished_at) for seconds in d.lead_seconds]
 
 
 def deployment_frequency(deployments: list[DeploymentRow], window: Window) -> Frequency:
@@ -141,10 +142,9 @@ def lead_time_for_changes(deployments: list[DeploymentRow], window: Window) -> L
     oldest commit, one sample per deployment) is kept as a second view.
     """
     per_commit = commit_lead_times(deployments, window)
+    # the oldest commit waited longest
     per_deployment = [
-        (d.finished_at - min(d.commit_times)).total_seconds()
-        for d in deployments
-        if window.contains(d.finished_at) and d.shipped and d.commit_times
+        max(d.lead_seconds) for d in deployments if d.shipped and d.commit_times and window.contains(d.finished_at)
     ]
     return LeadTime(
         len(per_commit),

@@ -20,7 +20,6 @@ from iact.dora.metrics.definitions import (
     DeploymentRow,
     FailureRow,
     change_failure_rate,
-    commit_lead_times,
     deployment_frequency,
     failed_deployment_recovery_time,
     lead_time_for_changes,
@@ -131,8 +130,8 @@ class Report:
         starts, axis = self._axis()
         values: list[list[float]] = [[] for _ in starts]
         for d in self.deployments:
-            for seconds in commit_lead_times([d], self.window):
-                values[self.window.bucket_of(d.finished_at, starts)].append(seconds)
+            if d.shipped and d.commit_times and self.window.contains(d.finished_at):
+                values[self.window.bucket_of(d.finished_at, starts)].extend(d.lead_seconds)
         return axis | {"median_hours": [_hours(median(v)) for v in values]}
 
     def change_failure_rate_series(self) -> dict:

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from iact.dora.metrics import version
 from iact.dora.models import Commit, Deployment, Incident, Service
 
 
@@ -81,4 +82,5 @@ class Command(BaseCommand):
                 )
         Commit.objects.bulk_create(commits, batch_size=1000)
         Incident.objects.bulk_create(incidents, batch_size=1000)
+        version.bump()  # bulk inserts send no signals
         self.stdout.write(f"{len(deployments)} deployments, {len(commits)} commits, {len(incidents)} incidents")
