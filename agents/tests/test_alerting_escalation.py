@@ -399,3 +399,100 @@ def test_escalation_to_a_channel_not_configured_is_a_configuration_error():
         from_mapping(conf)
     conf["channels"]["slack"] = {"webhook_url": "https://hooks.example/x"}
     assert from_mapping(conf).rules[0].escalation[0].channels == ("slack",)
+
+
+# -- from a second review of the escalation --------------------------------------------------------------
+
+
+class Down:
+    """A channel whose far end is down (the relay refuses)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def send(self, _n):
+        from iact.alerting.notify import ChannelError
+
+        raise ChannelError(f"{self.name} down")
+
+
+def test_a_dead_channel_in_one_step_does_not_block_the_later_steps(world, slack):  # noqa: F811
+    world.rules(ESCALATING | {"escalation": [{"after": "15m", "channels": ["email"]},
+                                             {"after": "30m", "channels": ["slack"]}]})  # fmt: skip
+    firing_for(world, 60)
+    world.run(window(world, 6))
+    for m in (21, 26, 31):
+        assert world.run(window(world, m), email=Down("email")).failures, "step 1 tried again each run"
+    assert slack.received == []
+    world.run(window(world, 36), email=Down("email"))  # 10:35: step 2 is due; step 1 never got through
+    assert len(slack.received) == 1 and "(escalation 2)" in slack.received[0]["text"]
+    assert store(world).states(world.conf.rules[0].name)["*"].step == 2
+    assert steps(world.run(window(world, 41), email=Down("email"))) == [], "nothing left to try"
+
+
+def test_a_failed_step_is_tried_once_per_run_and_given_up_after_renotify(world):  # noqa: F811
+    world.rules(ESCALATING | {"renotify": "30m", "escalation": [{"after": "15m", "channels": ["email"]}]})
+    name = world.conf.rules[0].name
+    firing_for(world, 120)
+    world.run(window(world, 6))
+    assert steps(world.run(window(world, 21), email=Down("email"))) == [1]
+    report = world.run(window(world, 26), email=Down("email"))  # evaluates 10:20 again, then 10:25
+    assert steps(report) == [1], "once per run, not once per window evaluated"
+    for m in range(31, 50, 5):
+        world.run(window(world, m), email=Down("email"))
+    assert store(world).states(name)["*"].step == 0, "10:46: still within renotify (30 m) of 10:20"
+    world.run(window(world, 51), email=Down("email"))  # 10:50: given up, recorded as failed
+    state = store(world).states(name)["*"]
+    assert state.step == 1 and "email" not in state.notified, "failed: nobody was told"
+    assert steps(world.run(window(world, 56), email=Down("email"))) == []
+
+
+def test_an_owed_resolution_survives_a_new_episode_under_the_same_silence(world, slack):  # noqa: F811
+    world.rules(ESCALATING)
+    name = world.conf.rules[0].name
+    firing_for(world, 20)  # episode A, 10:00-10:20
+    world.run(window(world, 6))
+    assert steps(world.run(window(world, 21))) == [1] and len(slack.received) == 1
+    store(world).silence(name, "*", datetime.now(UTC) + timedelta(hours=1), "test")
+    world.run(window(world, 26))  # A resolves, held
+    world.write(1, window(world, 26))  # episode B, 10:25-10:30, still silenced
+    world.run(window(world, 31))
+    assert store(world).states(name)["*"].notified >= {"log", "slack"}, "still owed"
+    store(world).unsilence(name, "*")
+    report = world.run(window(world, 36))  # the silence is over: B's held notice (10:30), then its end (10:35)
+    assert [n.status for n in report.notifications] == ["firing", "resolved"]
+    assert "RESOLVED" in slack.received[-1]["text"], "slack heard A fire: it hears the end"
+
+
+def test_a_first_notice_held_by_a_silence_goes_out_when_the_silence_ends(world):  # noqa: F811
+    world.rules(ESCALATING | {"renotify": "1d"})
+    name = world.conf.rules[0].name
+    firing_for(world, 60)
+    store(world).silence(name, "*", datetime.now(UTC) + timedelta(hours=1), "test")
+    assert world.run(window(world, 6)).notifications == []
+    store(world).unsilence(name, "*")
+    report = world.run(window(world, 11))
+    assert [(n.status, n.renotify) for n in report.notifications] == [("firing", True)], "not a day later"
+    assert [e["status"] for e in world.logged()] == ["firing"]
+
+
+def test_retire_waits_for_a_run_in_progress_and_is_in_the_history(world, tmp_path, capsys):  # noqa: F811
+    world.rules({"name": "loop", "window": "5m", "threshold": 0, "group_by": "logger"})
+    name = world.conf.rules[0].name
+    config = tmp_path / "alerting.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": world.conf.name, "builtin_rules": False,
+        "cassandra": {"hosts": list(world.conf.connection.contact_points), "port": world.conf.connection.port},
+        "rules": [{"name": name, "window": "5m", "threshold": 0, "group_by": "logger"}],
+        "channels": {"log": {"path": str(tmp_path / "log_alerts.log")}},
+    }))  # fmt: skip
+    since = window(world, 5)
+    store(world).save(name, "gone", KeyState(True, since, since, 4))
+    assert store(world).acquire("a running evaluation", 60) is None
+    assert iact_alert(["--config", str(config), "retire", name, "gone"]) == 1
+    assert "a run is in progress" in capsys.readouterr().err
+    assert store(world).states(name)["gone"].firing, "left alone while the run holds the lease"
+    store(world).release("a running evaluation")
+    assert iact_alert(["--config", str(config), "retire", name, "gone"]) == 0
+    today = History(world.session, "logging").recent(datetime.now(UTC), hours=1)
+    assert [(e.event, e.status) for e in today if e.rule == name and e.key == "gone"] == [("retired", "resolved")]

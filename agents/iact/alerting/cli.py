@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from iact.alerting import config as config_mod
 from iact.alerting.config import AlertConfig
 from iact.alerting.engine import Evaluator
+from iact.alerting.history import Event, History
 from iact.alerting.notify import Channel, EmailChannel, LogChannel, SlackChannel
 from iact.alerting.query import ALL_KEYS, WindowQuery
 from iact.alerting.rules import RuleError, parse_duration
@@ -132,10 +133,26 @@ def _retire(conf: AlertConfig, args: argparse.Namespace) -> int:
     rule = next((r for r in conf.rules if r.name == args.rule), None)
     if rule is None:
         raise ConfigError(f"no rule named {args.rule!r}; rules: {', '.join(r.name for r in conf.rules)}")
+    owner = f"retire@{socket.gethostname()}:{os.getpid()}"
     with open_session(conf.connection) as session:
-        if not StateStore(session, conf.keyspace, conf.name).retire(args.rule, args.key):
-            print(f"iact-alert: {args.rule} [{args.key}] has no state: nothing to retire", file=sys.stderr)
+        store = StateStore(session, conf.keyspace, conf.name)
+        # Under the run's lease: a run that read the state before the delete would write it back.
+        holder = store.acquire(owner, 60)
+        if holder is not None:
+            print(
+                f"iact-alert: a run is in progress ({holder} holds the lease); try again in a minute", file=sys.stderr
+            )
             return 1
+        try:
+            if not store.retire(args.rule, args.key):
+                print(f"iact-alert: {args.rule} [{args.key}] has no state: nothing to retire", file=sys.stderr)
+                return 1
+            now = datetime.now(UTC)
+            event = Event(now, rule.name, args.key, "retired", "resolved", rule.severity, 0, rule.threshold,
+                          window_start=now, window_end=now)  # fmt: skip
+            History(session, conf.keyspace).record(event)
+        finally:
+            store.release(owner)
     print(f"retired {args.rule} [{args.key}]: its state is gone, no resolved notice is sent")
     if rule.kind == "flatline":
         print(

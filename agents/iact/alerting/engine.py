@@ -110,6 +110,7 @@ class Evaluator:
         self.clock = clock
         self.history = history if history is not None else History(store.s, store.ks)
         self._acks: dict[str, dict[str, Ack]] = {}
+        self._failed_steps: set[tuple[str, str, int]] = set()  # (rule, key, step) no channel took this run
         self._latest_end: datetime | None = None  # the last window of the current run
         self._history_failed = False
 
@@ -120,6 +121,7 @@ class Evaluator:
         c = self.conf
         silences = self.store.silences(now)
         self._acks = {}
+        self._failed_steps = set()
         ends = window_ends(self.store.watermark(), now, c.interval, c.query_delay, c.max_catchup)
         self._latest_end = ends[-1] if ends else None
         for end in ends:
@@ -185,12 +187,18 @@ class Evaluator:
         """The next state of a key past its threshold: first notice, renotify, then any escalation due."""
         if state is None or not state.firing:
             sent = self._notify(rule, key, "firing", count, counts, now, silences, report, rule.channels)
-            state = self._saved(rule, key, KeyState(True, counts.end, now, count, 0, sent.tried), counts)
+            # A resolution still owed (held by the same silence) stays owed: this episode's end tells them.
+            owed = state.notified if state is not None else frozenset()
+            told = None if sent.silenced else now  # held: told when the silence ends, not a renotify later
+            state = self._saved(rule, key, KeyState(True, counts.end, told, count, 0, sent.delivered | owed), counts)
         elif self._acked(rule, key, state):
             return replace(state, last_count=count)  # someone has it: no renotify, no escalation
+        elif state.last_notified is None and self._silenced(rule, key, silences):
+            state = replace(state, last_count=count)  # still held, quietly (no "silenced" event every run)
         elif state.last_notified is None or now - state.last_notified >= timedelta(seconds=rule.renotify):
             sent = self._notify(rule, key, "firing", count, counts, now, silences, report, rule.channels, renotify=True)
-            state = replace(state, last_notified=now, last_count=count, notified=state.notified | sent.tried)
+            told = None if sent.silenced else now
+            state = replace(state, last_notified=told, last_count=count, notified=state.notified | sent.delivered)
             state = self._saved(rule, key, state, counts)
         else:
             state = replace(state, last_count=count)
@@ -206,24 +214,43 @@ class Evaluator:
         A step is taken only once a channel took it (a step nobody heard is tried again next run), and saved as
         it goes, so a run that dies between two steps does not send the first again.
         """
-        if not rule.escalation or state.since is None or any(s.covers(rule.name, key) for s in silences):
+        if not rule.escalation or state.since is None or self._silenced(rule, key, silences):
             return state
         # The episode's age as of the window being evaluated: the run's clock for its latest window, and
         # that much earlier for each window it catches up on. Otherwise a run catching up on missed
         # windows sends, at the episode's first window, steps only due later (and sends them even when
         # a later window of the same run resolves the episode).
         behind = (self._latest_end - counts.end) if self._latest_end is not None else timedelta(0)
-        while state.step < len(rule.escalation) and now - behind - state.since >= timedelta(
-            seconds=rule.escalation[state.step].after
-        ):
+        age = now - behind - state.since
+        steps = rule.escalation
+        while state.step < len(steps) and age >= timedelta(seconds=steps[state.step].after):
             step = state.step + 1
-            sent = self._notify(rule, key, "firing", state.last_count, counts, now, silences, report,
-                                rule.escalation[step - 1].channels, escalation=step, since=state.since)  # fmt: skip
+            # A step nobody took is tried again next run (once per run), until the next step falls due or
+            # `renotify` has passed since it did: then it is given up (its failure is in the history).
+            moving_on = (step < len(steps) and age >= timedelta(seconds=steps[step].after)) or age >= timedelta(
+                seconds=steps[step - 1].after + rule.renotify
+            )
+            attempt = (rule.name, key, step)
+            if attempt in self._failed_steps:
+                if not moving_on:
+                    break
+                sent = Sent()
+            else:
+                sent = self._notify(rule, key, "firing", state.last_count, counts, now, silences, report,
+                                    steps[step - 1].channels, escalation=step, since=state.since)  # fmt: skip
+                if not sent.delivered and not self.dry_run:
+                    self._failed_steps.add(attempt)
+                    if not moving_on:
+                        break
             if not sent.delivered and not self.dry_run:
-                break
-            state = replace(state, step=step, last_notified=now, notified=state.notified | sent.tried)
+                log.warning("%s [%s]: escalation step %d reached nobody; giving it up", rule.name, key, step)
+            state = replace(state, step=step, last_notified=now, notified=state.notified | sent.delivered)
             state = self._saved(rule, key, state, counts)
         return state
+
+    @staticmethod
+    def _silenced(rule: Rule, key: str, silences: list[Silence]) -> bool:
+        return any(s.covers(rule.name, key) for s in silences)
 
     def _owed_resolution(
         self, rule: Rule, key: str, state: KeyState, counts: WindowCounts, now: datetime, silences: list[Silence],
@@ -231,7 +258,7 @@ class Evaluator:
     ) -> KeyState:  # fmt: skip
         """A resolution a silence held: the channels that heard the episode fire hear that it ended, once the
         silence is over (even if the key fires again meanwhile: that is a new episode, told on its own)."""
-        if any(s.covers(rule.name, key) for s in silences):
+        if self._silenced(rule, key, silences):
             return state
         told = tuple(sorted(state.notified))
         self._notify(rule, key, "resolved", state.last_count, counts, now, silences, report, told)
