@@ -83,12 +83,13 @@ class Recorder:
 
     def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                recorder.bodies.append(self.rfile.read(length))
                 recorder.requests.append((self.command, self.path, dict(self.headers)))
                 body = b'{"id": 1}'
                 self.send_response(status)
@@ -154,3 +155,29 @@ def test_a_url_that_is_not_http_or_https_is_refused(tmp_path, url):
     output = out.stdout + out.stderr
     assert out.returncode == 0, output
     assert "https://" in output and "not recorded" in output, output
+
+
+def test_run_from_the_installed_collection_records_its_version_and_the_projects_commit(tmp_path):
+    """`ansible-playbook iact.observability.site` runs a playbook inside the installed collection, which is no
+    git checkout: the version is the collection's, the commit the operator's project's (where it runs from)."""
+    import json
+
+    collection = tmp_path / "collections" / "ansible_collections" / "iact" / "observability"
+    (collection / "playbooks").mkdir(parents=True)
+    (collection / "MANIFEST.json").write_text(json.dumps({"collection_info": {"version": "9.8.7"}}))
+    project = tmp_path / "project"
+    project.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(project)]
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / "hosts.yml").write_text("all: {}\n")
+    subprocess.run([*git, "add", "hosts.yml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "inventory"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    with Recorder(201) as dashboard:
+        (collection / "playbooks" / "site.yml").write_text(PLAY.format(command="/bin/true"))
+        result = run(project, str(collection / "playbooks" / "site.yml"), dashboard.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [body] = dashboard.bodies
+    event = json.loads(body)
+    assert (event["version"], event["sha"]) == ("9.8.7", head)
+    assert [c["sha"] for c in event["commits"]] == [head]

@@ -79,6 +79,25 @@ def _git(directory: str, *args: str) -> str:
         return ""
 
 
+def _collection_version(directory: str) -> str:
+    """The version in the MANIFEST.json of the installed collection holding `directory`, or "" (a clone)."""
+    path = os.path.abspath(directory)
+    if "ansible_collections" not in path.split(os.sep):
+        return ""
+    while True:
+        manifest = os.path.join(path, "MANIFEST.json")
+        if os.path.isfile(manifest):
+            try:
+                with open(manifest, encoding="utf-8") as f:
+                    return str(json.load(f)["collection_info"]["version"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return ""
+        parent = os.path.dirname(path)
+        if parent == path or os.path.basename(parent) == "ansible_collections":
+            return ""
+        path = parent
+
+
 class RedirectRefused(urllib.error.URLError):
     """The dashboard answered with a redirect; following it would hand the token to the redirect's target."""
 
@@ -140,7 +159,11 @@ class CallbackModule(CallbackBase):
             self._display.warning(f"iact_dora: {problem}; the run is not recorded")
             return
         failed = any(stats.failures.values()) or any(stats.dark.values())
-        directory = os.path.dirname(os.path.abspath(self._playbook))
+        playbook_dir = os.path.dirname(os.path.abspath(self._playbook))
+        collection_version = _collection_version(playbook_dir)
+        # A clone: its own commit. The installed collection is no checkout: the operator's project it runs
+        # from (inventory, group_vars) holds the change being deployed, and the collection says its version.
+        directory = os.getcwd() if collection_version else playbook_dir
         sha = _git(directory, "rev-parse", "HEAD")
         event = {
             "type": "deployment",
@@ -148,7 +171,7 @@ class CallbackModule(CallbackBase):
             "id": f"{os.path.basename(self._playbook)}-{self._run_id}",
             "service": self.get_option("service"),
             "environment": self.get_option("environment"),
-            "version": _git(directory, "describe", "--always", "--dirty") or sha[:12],
+            "version": collection_version or _git(directory, "describe", "--always", "--dirty") or sha[:12],
             "sha": sha,
             "started_at": self._started.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
