@@ -237,6 +237,41 @@ def test_dynamic_includes_inside_the_collection_use_its_own_roles(installed):
     assert f"{installed['root']}/roles/iact_common/tasks/main.yml" in done.stdout
 
 
+PROBE_BACKUP_DIR = """- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files: [vars/backup_dir.yml]
+  tasks:
+    - ansible.builtin.debug:
+        msg: "BACKUPS={{ _backup_default_dir }}"
+"""
+
+
+def test_backups_land_in_the_project_not_inside_the_installed_collection(installed):
+    """backup.yml's default backup_dir was the playbooks' ../backups: inside the collection once installed,
+    where an upgrade of the collection would delete every set."""
+    probe = installed["root"] / "playbooks" / "probe_backup_dir.yml"
+    probe.write_text(PROBE_BACKUP_DIR)
+    try:
+        done = subprocess.run(
+            [BIN / "ansible-playbook", "-i", "hosts.yml", str(probe)],
+            capture_output=True,
+            text=True,
+            cwd=installed["cwd"],
+            env={**installed["env"], "PWD": str(installed["cwd"])},
+            check=False,
+        )  # fmt: skip  (a shell sets PWD to where it runs)
+    finally:
+        probe.unlink()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f'BACKUPS={installed["cwd"]}/backups"' in done.stdout, done.stdout
+    clone = subprocess.run(
+        [BIN / "ansible-playbook", "-i", "localhost,", str(ROOT / "playbooks" / "vars" / ".." / "backup.yml"),
+         "--list-tasks"], capture_output=True, text=True, cwd=installed["cwd"], env=installed["env"], check=False,
+    )  # fmt: skip
+    assert clone.returncode == 0, clone.stdout + clone.stderr
+
+
 def test_clone_site_yml_imports_the_collection_playbook():
     # One list of plays: the clone's site.yml and iact.observability.site cannot drift apart.
     plays = yaml.safe_load((ROOT / "site.yml").read_text())
