@@ -496,3 +496,44 @@ def test_retire_waits_for_a_run_in_progress_and_is_in_the_history(world, tmp_pat
     assert iact_alert(["--config", str(config), "retire", name, "gone"]) == 0
     today = History(world.session, "logging").recent(datetime.now(UTC), hours=1)
     assert [(e.event, e.status) for e in today if e.rule == name and e.key == "gone"] == [("retired", "resolved")]
+
+
+# -- from a third review ---------------------------------------------------------------------------------
+
+
+def test_a_first_notice_nobody_took_is_tried_again_next_run(world):  # noqa: F811
+    world.rules(ESCALATING | {"channels": ["slack"], "escalation": []})
+    firing_for(world, 60)
+    assert world.run(window(world, 6), slack=Down("slack")).failures
+    report = world.run(window(world, 11))  # slack is back
+    assert [n.status for n in report.notifications] == ["firing"], "nobody has heard of it yet"
+    assert world.run(window(world, 16)).notifications == [], "told now: renotify in a day"
+
+
+def test_a_resolution_a_channel_failed_is_tried_again(world, slack):  # noqa: F811
+    world.rules(ESCALATING)
+    firing_for(world, 20)
+    world.run(window(world, 6))
+    assert steps(world.run(window(world, 21))) == [1] and len(slack.received) == 1
+    assert world.run(window(world, 26), slack=Down("slack")).failures  # resolved; slack down
+    world.run(window(world, 31))
+    assert "RESOLVED" in slack.received[-1]["text"], "slack was paged: it hears the end"
+    assert world.run(window(world, 36)).notifications == [], "once"
+
+
+def test_escalation_does_not_postpone_the_rules_renotify(world, slack, smtp):  # noqa: F811
+    world.rules(ESCALATING | {"renotify": "20m"})
+    firing_for(world, 120)
+    world.run(window(world, 6))  # log told at 10:06
+    got = []
+    for m in range(11, 60, 5):
+        got += [(m, n.escalation, n.renotify) for n in world.run(window(world, m)).notifications]
+    assert (26, 0, True) in got, got
+
+
+def test_a_dry_run_catching_up_shows_each_notice_once(world):  # noqa: F811
+    world.rules(ESCALATING | {"escalation": []})
+    world.run(window(world, 1))
+    firing_for(world, 30)
+    report = world.run(window(world, 31), dry_run=True)  # 10:00 .. 10:30: six windows
+    assert [n.status for n in report.notifications] == ["firing"]

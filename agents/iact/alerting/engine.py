@@ -110,7 +110,10 @@ class Evaluator:
         self.clock = clock
         self.history = history if history is not None else History(store.s, store.ks)
         self._acks: dict[str, dict[str, Ack]] = {}
-        self._failed_steps: set[tuple[str, str, int]] = set()  # (rule, key, step) no channel took this run
+        self._failed_steps: set[tuple[str, str, int]] = set()  # (rule, key, step) no channel took this run; step 0:
+        # the rule's own notice
+        self._owed_tried: set[tuple[str, str]] = set()  # (rule, key) whose resolved notice was tried this run
+        self._states: dict[str, dict[str, KeyState]] = {}  # per rule, read once per run, kept up to date
         self._latest_end: datetime | None = None  # the last window of the current run
         self._history_failed = False
 
@@ -121,7 +124,7 @@ class Evaluator:
         c = self.conf
         silences = self.store.silences(now)
         self._acks = {}
-        self._failed_steps = set()
+        self._failed_steps, self._owed_tried, self._states = set(), set(), {}
         ends = window_ends(self.store.watermark(), now, c.interval, c.query_delay, c.max_catchup)
         self._latest_end = ends[-1] if ends else None
         for end in ends:
@@ -157,7 +160,9 @@ class Evaluator:
     def _rule(
         self, rule: Rule, counts: WindowCounts, now: datetime, silences: list[Silence], report: RunReport
     ) -> None:
-        states = self.store.states(rule.name)
+        if rule.name not in self._states:  # read once per run; each window of a catch-up run sees the last one's saves
+            self._states[rule.name] = self.store.states(rule.name)
+        states = self._states[rule.name]
         if rule.kind == "flatline":
             # A key silent for longer than the lookback is no longer among the expected ones, but one that is
             # firing is still silent: without this it would stay firing unseen (no renotify, no escalation).
@@ -189,15 +194,18 @@ class Evaluator:
             sent = self._notify(rule, key, "firing", count, counts, now, silences, report, rule.channels)
             # A resolution still owed (held by the same silence) stays owed: this episode's end tells them.
             owed = state.notified if state is not None else frozenset()
-            told = None if sent.silenced else now  # held: told when the silence ends, not a renotify later
+            # Held by a silence, or taken by no channel: told (tried again) at the next run, not a renotify later.
+            told = self._told(rule, key, sent, counts.end, now)
             state = self._saved(rule, key, KeyState(True, counts.end, told, count, 0, sent.delivered | owed), counts)
         elif self._acked(rule, key, state):
             return replace(state, last_count=count)  # someone has it: no renotify, no escalation
-        elif state.last_notified is None and self._silenced(rule, key, silences):
-            state = replace(state, last_count=count)  # still held, quietly (no "silenced" event every run)
+        elif state.last_notified is None and (
+            self._silenced(rule, key, silences) or (rule.name, key, 0) in self._failed_steps
+        ):
+            state = replace(state, last_count=count)  # still held, or tried already this run: quietly
         elif state.last_notified is None or now - state.last_notified >= timedelta(seconds=rule.renotify):
             sent = self._notify(rule, key, "firing", count, counts, now, silences, report, rule.channels, renotify=True)
-            told = None if sent.silenced else now
+            told = self._told(rule, key, sent, state.since or counts.end, now)
             state = replace(state, last_notified=told, last_count=count, notified=state.notified | sent.delivered)
             state = self._saved(rule, key, state, counts)
         else:
@@ -244,9 +252,21 @@ class Evaluator:
                         break
             if not sent.delivered and not self.dry_run:
                 log.warning("%s [%s]: escalation step %d reached nobody; giving it up", rule.name, key, step)
-            state = replace(state, step=step, last_notified=now, notified=state.notified | sent.delivered)
+            # last_notified stays the rule's own notice's: a step must not postpone the rule's renotify.
+            state = replace(state, step=step, notified=state.notified | sent.delivered)
             state = self._saved(rule, key, state, counts)
         return state
+
+    def _told(self, rule: Rule, key: str, sent: Sent, since: datetime, now: datetime) -> datetime | None:
+        """last_notified after the rule's own notice: None to send it again at the next run (a silence held it,
+        or no channel took it, for up to `renotify` since the episode began), else now."""
+        if sent.silenced:
+            return None
+        if sent.tried and not sent.delivered and not self.dry_run:
+            self._failed_steps.add((rule.name, key, 0))
+            if now - since < timedelta(seconds=rule.renotify):
+                return None
+        return now
 
     @staticmethod
     def _silenced(rule: Rule, key: str, silences: list[Silence]) -> bool:
@@ -256,13 +276,22 @@ class Evaluator:
         self, rule: Rule, key: str, state: KeyState, counts: WindowCounts, now: datetime, silences: list[Silence],
         report: RunReport,
     ) -> KeyState:  # fmt: skip
-        """A resolution a silence held: the channels that heard the episode fire hear that it ended, once the
-        silence is over (even if the key fires again meanwhile: that is a new episode, told on its own)."""
-        if self._silenced(rule, key, silences):
+        """A resolution still owed: held by a silence, or not taken by a channel that heard the episode fire. It
+        goes out once the silence is over (even if the key fires again meanwhile: that is a new episode, told on its
+        own), once per run, until every such channel took it or `renotify` has passed since the episode ended."""
+        if self._silenced(rule, key, silences) or (rule.name, key) in self._owed_tried:
             return state
+        if state.last_notified is not None and now - state.last_notified >= timedelta(seconds=rule.renotify):
+            log.warning(
+                "%s [%s]: giving up the resolved notice to %s", rule.name, key, ", ".join(sorted(state.notified))
+            )
+            state = replace(state, notified=frozenset())
+            self._save(rule, key, state)
+            return state
+        self._owed_tried.add((rule.name, key))
         told = tuple(sorted(state.notified))
-        self._notify(rule, key, "resolved", state.last_count, counts, now, silences, report, told)
-        state = replace(state, notified=frozenset())
+        sent = self._notify(rule, key, "resolved", state.last_count, counts, now, silences, report, told)
+        state = replace(state, notified=frozenset() if self.dry_run else state.notified - sent.delivered)
         self._save(rule, key, state)
         return state
 
@@ -273,8 +302,9 @@ class Evaluator:
         """Tell the rule's channels and every channel an escalation reached that it is over."""
         channels = (*rule.channels, *sorted(state.notified - set(rule.channels)))
         sent = self._notify(rule, key, "resolved", count, counts, now, silences, report, channels)
-        # Held by a silence: owed to the channels that heard it fire, sent when the silence ends.
-        owed = state.notified if sent.silenced else frozenset()
+        # Held by a silence, or not taken by a channel that heard it fire: owed, sent again at a later run.
+        owed = state.notified if sent.silenced else state.notified & (sent.tried - sent.delivered)
+        self._owed_tried.add((rule.name, key))
         self._save(rule, key, KeyState(False, None, now, count, notified=owed))
 
     def _acked(self, rule: Rule, key: str, state: KeyState) -> bool:
@@ -285,6 +315,7 @@ class Evaluator:
         return ack is not None and state.since is not None and ack.since == state.since
 
     def _save(self, rule: Rule, key: str, state: KeyState) -> None:
+        self._states.setdefault(rule.name, {})[key] = state  # what the run's later windows see (dry-run too)
         if not self.dry_run:
             self.store.save(rule.name, key, state)
 
