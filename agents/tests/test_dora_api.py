@@ -259,6 +259,9 @@ def test_github_commits_go_to_the_first_successful_production_deployment_not_a_s
     assert Commit.objects.get(sha="c1").deployment.external_id == "3"
     deploy(4, "production", "success", 4)  # a redeploy of the same sha keeps the first one's clock
     assert Commit.objects.get(sha="c1").deployment.external_id == "3"
+    # Deliveries out of order: the earlier production deployment, delivered last, still takes the commit.
+    deploy(5, "production", "success", 2.5)
+    assert Commit.objects.get(sha="c1").deployment.external_id == "5"
 
 
 def test_token_and_admin_commands_are_idempotent(monkeypatch, capsys):
@@ -533,3 +536,72 @@ def test_kept_rows_give_the_same_figures_as_a_fresh_load_for_every_period_and_se
         data._snapshots.clear()
         fresh.append(logged_in.get(p).json())
     assert kept == fresh
+
+
+def test_a_service_that_released_nothing_rates_the_same_alone_and_in_the_median(logged_in, client, token, frozen_now):
+    post(client, deployment("q1", timedelta(days=2), status="failed", service="quiet"), token)
+    alone = logged_in.get("/api/dora/metrics?period=30&service=quiet").json()["deployment_frequency"]
+    assert (alone["deployments"], alone["level"]) == (0, "Low")
+    for i in range(20):
+        post(client, deployment(f"b{i}", timedelta(days=i + 1), service="busy"), token)
+    Service.objects.get_or_create(name="idle")  # known, no event in the window
+    summary = logged_in.get("/api/dora/metrics?period=30").json()
+    assert summary["deployment_frequency"]["services"] == 3, "busy, quiet and idle: two of them at 0"
+    assert summary["deployment_frequency"]["per_day"] == 0.0
+    assert sorted(s["service"] for s in summary["services"]) == ["busy", "idle", "quiet"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_do_not_wait_for_each_other_on_the_data_version(token):
+    """The version was one row every write updated: a writer held it until its commit, and two writers taking
+    their locks in different orders deadlocked (found by a review). Changes are inserts now."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from iact.dora.ingest.record import record_deployment
+    from iact.dora.ingest.validate import DeploymentEvent
+
+    def event(eid):
+        now = timezone.now()
+        return DeploymentEvent(external_id=eid, service="api", environment="production", started_at=now,
+                               finished_at=now, status="success", source="api", version="1", sha="s",
+                               url="", sender_updated_at=None)  # fmt: skip
+
+    Service.objects.get_or_create(name="api")
+    first_open, done = threading.Event(), threading.Event()
+    errors = []
+
+    def first():
+        try:
+            with transaction.atomic():
+                record_deployment(event("w1"))
+                first_open.set()
+                done.wait(30)  # still open while the second writer writes
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert first_open.wait(30)
+    finished = threading.Event()
+
+    def second():
+        try:
+            with transaction.atomic():
+                record_deployment(event("w2"))
+            finished.set()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    t2 = threading.Thread(target=second)
+    t2.start()
+    wrote = finished.wait(10)
+    done.set()
+    t.join(30)
+    t2.join(30)
+    assert wrote and not errors, f"the second writer waited for the first one's commit: {errors}"

@@ -101,19 +101,23 @@ class Incident(models.Model):
         return self.title or f"incident {self.external_id}"
 
 
-class DataVersion(models.Model):
-    """One row whose token changes with every write to the delivery events (iact.dora.metrics.version).
+class DataChange(models.Model):
+    """One row per write to the delivery events: their version is (how many rows, the newest id).
 
-    The dashboard keeps the rows it loaded while the token stays the same: reading a 90-day window
-    of tens of thousands of rows through the database driver is most of a page's time, and the rows
-    change only when an event is recorded. A random token, not a counter: a rolled-back write leaves
-    the previous token, which then still names the data as it is.
+    The dashboard keeps the rows it loaded while the version stays the same (metrics/data.py): reading
+    a 90-day window of tens of thousands of rows through the database driver is most of a page's
+    time, and the rows change only when an event is recorded. Each write inserts a row here in its
+    own transaction, so the version changes exactly when the write commits (and not at all if it rolls
+    back). Inserts, unlike updates of one shared row, never wait for one another: concurrent writers
+    cannot deadlock on it. The count is part of the version because ids are handed out at insert time,
+    not in commit order: a transaction that commits after a later id was committed changes the count,
+    not the newest id. Old rows are pruned as new ones arrive.
     """
 
-    token = models.CharField(max_length=32)
+    id = models.BigAutoField(primary_key=True)
 
     def __str__(self) -> str:
-        return self.token
+        return str(self.id)
 
 
 def hash_token(token: str) -> str:

@@ -66,6 +66,7 @@ def handle_push(payload: dict) -> int:
     return new
 
 
+@transaction.atomic
 def handle_deployment_status(payload: dict) -> Recorded | None:
     """A finished deployment (pending and in-progress states are ignored)."""
     status = _DEPLOY_STATES.get(payload["deployment_status"]["state"])
@@ -104,10 +105,14 @@ def _ship_pushed_commits(service: str, sha: str, deployment_id: int, finished: d
     Only a successful production deployment ships: a staging success or a failed attempt would
     otherwise end the commits' lead time before they reached production.
     """
-    in_production = Q(
-        deployment__status=Deployment.SUCCESS, deployment__environment__in=settings.DORA_PRODUCTION_ENVIRONMENTS
+    # Held already by a successful production deployment that finished no later than this one: theirs. One that
+    # finished later loses them to this one (its delivery arrived first).
+    shipped_first = Q(
+        deployment__status=Deployment.SUCCESS,
+        deployment__environment__in=settings.DORA_PRODUCTION_ENVIRONMENTS,
+        deployment__finished_at__lte=finished,
     )
-    commits = Commit.objects.filter(service__name=service).exclude(in_production)
+    commits = Commit.objects.filter(service__name=service).exclude(shipped_first)
     deployed = Commit.objects.filter(service__name=service, sha=sha).first()
     limit = deployed.committed_at if deployed else finished
     if commits.filter(committed_at__lte=limit).update(deployment_id=deployment_id):

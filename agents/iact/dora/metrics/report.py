@@ -39,6 +39,9 @@ class Report:
     deployments: list[DeploymentRow]
     failures: list[FailureRow]
     benchmark: Benchmark = field(default_factory=lambda: get(NEWEST))
+    # Every service known (not only those with events in the window): one that released nothing is a service
+    # deploying 0 times, and counts so in the median service and the distribution.
+    services: tuple[str, ...] = ()
 
     def summary(self) -> dict:
         """The four keys with their levels, overall level and total cycles (JSON-ready)."""
@@ -70,8 +73,8 @@ class Report:
         return out
 
     def per_service(self) -> list[dict]:
-        """The four keys and levels of each service with events in the window, by name."""
-        names = sorted({d.service for d in self.deployments} | {f.service for f in self.failures})
+        """The four keys and levels of every known service and any with events in the window, by name."""
+        names = sorted({d.service for d in self.deployments} | {f.service for f in self.failures} | set(self.services))
         rows = []
         for name in names:
             keys = _keys(
@@ -195,7 +198,7 @@ def _keys(deployments: list[DeploymentRow], failures: list[FailureRow], window: 
     lead = lead_time_for_changes(deployments, window)
     cfr = change_failure_rate(deployments, window)
     rec = failed_deployment_recovery_time(failures, window)
-    per_day = freq.per_day if freq.deployments else None
+    per_day = freq.per_day  # no release in the window is a rate of 0, not a missing value
     levels = {
         "deployment_frequency": classify.level("deployment_frequency", per_day, bench),
         "lead_time": classify.level("lead_time", lead.median_seconds, bench),
@@ -248,14 +251,12 @@ _HEADLINE = {
 def _median_service(services: list[dict], bench: Benchmark) -> dict[str, dict]:
     """Per key: the median over services that have a value, its level, and how many services it spans.
 
-    Deployment frequency has a value for every service in the window: one that released nothing
-    (only failed attempts, or only incidents) deployed 0 times, and leaving it out would make the
-    median service look busier than it is.
+    Deployment frequency has a value for every service: one that released nothing deployed 0 times,
+    and leaving it out would make the median service look busier than it is.
     """
     out = {}
     for key, field_name in _HEADLINE.items():
-        every = key == "deployment_frequency"
-        values = [s[key][field_name] for s in services if every or s[key]["level"] is not None]
+        values = [s[key][field_name] for s in services if s[key]["level"] is not None]
         value = statistics.median(values) if values else None
         block: dict = {"services": len(values), "level": classify.level(key, value, bench)}
         if key == "deployment_frequency":

@@ -1,34 +1,37 @@
-"""The delivery events' version: a token that changes with every write, so loaded rows can be kept.
+"""The delivery events' version, so that loaded rows can be kept until an event changes (metrics/data.py).
 
-Every save or delete of a service, deployment, commit or incident (the API, the webhook, the
-admin) changes the token inside the writing transaction, through model signals; the few bulk
-writes (`queryset.update`, `bulk_create`) call bump() themselves. A reader that sees the new
-token therefore also sees the new rows.
+Every save or delete of a service, deployment, commit or incident (the API, the webhook, the admin,
+cascades) inserts a DataChange row inside the writing transaction, through model signals; the few
+bulk writes (`queryset.update`, `bulk_create`) call bump() themselves. The version is the number of
+rows and the newest id: it changes when a write commits, in any process, and a write that rolls
+back leaves it as it was. A data migration that rewrites events must call bump() too (historical
+models send no signals).
 """
 
 from __future__ import annotations
 
-import uuid
-
+from django.db.models import Count, Max
 from django.db.models.signals import post_delete, post_save
 
 _UID = "iact.dora.metrics.version"
+KEEP = 1000  # change rows kept; older ones are pruned every KEEP writes
 
 
 def bump() -> None:
-    """The events changed: give the data a new token."""
-    from iact.dora.models import DataVersion
+    """The events changed: a new change row (and, now and then, old ones pruned)."""
+    from iact.dora.models import DataChange
 
-    token = uuid.uuid4().hex
-    if not DataVersion.objects.filter(pk=1).update(token=token):
-        DataVersion.objects.update_or_create(pk=1, defaults={"token": token})
+    change = DataChange.objects.create()
+    if change.id % KEEP == 0:
+        DataChange.objects.filter(id__lt=change.id - KEEP).delete()
 
 
 def current() -> str:
-    """The token the data has now (one indexed read)."""
-    from iact.dora.models import DataVersion
+    """The version the committed data has now (one small aggregate)."""
+    from iact.dora.models import DataChange
 
-    return DataVersion.objects.filter(pk=1).values_list("token", flat=True).first() or ""
+    agg = DataChange.objects.aggregate(n=Count("id"), last=Max("id"))
+    return f"{agg['n']}-{agg['last'] or 0}"
 
 
 def _changed(**_kwargs: object) -> None:

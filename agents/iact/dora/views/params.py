@@ -69,4 +69,5 @@ class Filters:
         deployments, failures = load(
             window, tuple(settings.DORA_PRODUCTION_ENVIRONMENTS), self.service, settings.DORA_INCIDENT_ATTRIBUTION
         )
-        return Report(window, self.service, deployments, failures, benchmark(settings.DORA_BENCHMARK))
+        known = () if self.service else tuple(Service.objects.values_list("name", flat=True))
+        return Report(window, self.service, deployments, failures, benchmark(settings.DORA_BENCHMARK), known)
