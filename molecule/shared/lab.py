@@ -130,7 +130,9 @@ def operator_env() -> dict[str, str]:
     # Nor the callbacks Molecule's scenario enables for its own runs (profile_tasks): set in the
     # environment, they would replace ansible.cfg's callbacks_enabled (the iact_dora callback).
     # profile_tasks is kept beside it: the playbooks' logs then show where their minutes go.
-    dropped = {"ANSIBLE_CONFIG", "ANSIBLE_CALLBACKS_ENABLED"}
+    # Nor its roles and collections paths: the default scenario converges from an installed collection,
+    # while an operator of this clone gets ansible.cfg's roles/.
+    dropped = {"ANSIBLE_CONFIG", "ANSIBLE_CALLBACKS_ENABLED", "ANSIBLE_ROLES_PATH", "ANSIBLE_COLLECTIONS_PATH"}
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     callbacks = ["iact_dora"]
     if "profile_tasks" in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", ""):
