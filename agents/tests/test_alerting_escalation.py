@@ -261,6 +261,10 @@ def test_iact_alert_ack_and_status(world, tmp_path, capsys):  # noqa: F811
     assert "app.db" not in store(world).states(name) and not (tmp_path / "log_alerts.log").exists()
     assert iact_alert(["--config", str(config), "retire", name, "app.db"]) == 1
     assert "nothing to retire" in capsys.readouterr().err
+    # A rule taken out of the configuration leaves its firing keys behind: they can be retired too.
+    store(world).save("removed-rule", "web1", KeyState(True, since, since, 4))
+    assert iact_alert(["--config", str(config), "retire", "removed-rule", "web1"]) == 0
+    assert "web1" not in store(world).states("removed-rule")
 
 
 # --- rules ----------------------------------------------------------------------------------------

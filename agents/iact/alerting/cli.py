@@ -130,9 +130,8 @@ def _ack(conf: AlertConfig, args: argparse.Namespace) -> int:
 
 
 def _retire(conf: AlertConfig, args: argparse.Namespace) -> int:
+    # A rule removed from the configuration can still have state (firing on /alerts/ for ever): retire it too.
     rule = next((r for r in conf.rules if r.name == args.rule), None)
-    if rule is None:
-        raise ConfigError(f"no rule named {args.rule!r}; rules: {', '.join(r.name for r in conf.rules)}")
     owner = f"retire@{socket.gethostname()}:{os.getpid()}"
     with open_session(conf.connection) as session:
         store = StateStore(session, conf.keyspace, conf.name)
@@ -148,13 +147,14 @@ def _retire(conf: AlertConfig, args: argparse.Namespace) -> int:
                 print(f"iact-alert: {args.rule} [{args.key}] has no state: nothing to retire", file=sys.stderr)
                 return 1
             now = datetime.now(UTC)
-            event = Event(now, rule.name, args.key, "retired", "resolved", rule.severity, 0, rule.threshold,
+            severity, threshold = (rule.severity, rule.threshold) if rule else ("", 0)
+            event = Event(now, args.rule, args.key, "retired", "resolved", severity, 0, threshold,
                           window_start=now, window_end=now)  # fmt: skip
             History(session, conf.keyspace).record(event)
         finally:
             store.release(owner)
     print(f"retired {args.rule} [{args.key}]: its state is gone, no resolved notice is sent")
-    if rule.kind == "flatline":
+    if rule is not None and rule.kind == "flatline":
         print(
             f"note: it is expected again, and fires again, while it has rows in the last {rule.lookback} s before a "
             "window (the rule's lookback); acknowledge it until then"

@@ -11,6 +11,7 @@ rows, and the page says so.
 from __future__ import annotations
 
 import statistics
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -74,15 +75,16 @@ class Report:
 
     def per_service(self) -> list[dict]:
         """The four keys and levels of every known service and any with events in the window, by name."""
-        names = sorted({d.service for d in self.deployments} | {f.service for f in self.failures} | set(self.services))
+        deployments: dict[str, list[DeploymentRow]] = defaultdict(list)
+        failures: dict[str, list[FailureRow]] = defaultdict(list)
+        for d in self.deployments:  # grouped in one pass: a page with many services stays linear
+            deployments[d.service].append(d)
+        for f in self.failures:
+            failures[f.service].append(f)
+        names = sorted(set(deployments) | set(failures) | set(self.services))
         rows = []
         for name in names:
-            keys = _keys(
-                [d for d in self.deployments if d.service == name],
-                [f for f in self.failures if f.service == name],
-                self.window,
-                self.benchmark,
-            )
+            keys = _keys(deployments[name], failures[name], self.window, self.benchmark)
             rows.append({"service": name, "overall": classify.overall(keys.pop("levels")), **keys})
         return rows
 

@@ -1,0 +1,347 @@
+"""The cluster's write ceiling, each agent's share of it, and where a writer's time goes (on demand).
+
+    python bench/capacity.py                 # a 1-node cluster on loopback, from the lab's cached tarball
+    python bench/capacity.py --lab           # the lab's 3 nodes (scripts/lab up, or a converged `full`
+                                             # scenario): TLS, RF=3, LOCAL_QUORUM, the writer account
+    python bench/capacity.py --json bench/capacity-results.json   # the figures bench/sizing.py reads (merged
+                                             # under "loopback" or "lab", so both runs share the file)
+
+The load is several processes, each running the agents' own writer (iact.sink.CassandraSink) on
+pre-built collector rows, added one at a time until rows/s stops growing: that plateau is the
+ceiling on this hardware. Printed per step: rows/s, the client's and the nodes' CPU, the client's
+p99 per write call (1,000 rows) and the coordinator's p99 write latency (nodetool proxyhistograms).
+Then: a cProfile of one writer process (where a client's CPU goes), the writer's variants (batch
+size, in-flight requests, protocol version), and the agents end to end (the collector following a
+file, the logging handler) as shares of the ceiling.
+
+On a 2-core machine the clients and the nodes share the cores, so the ceiling is the machine's; the
+CPU columns say who used it. cassandra-stress is not published for 5.0 (Maven Central has no tools
+artifact), so the generator is this one: the same rows and statements the agents send.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import multiprocessing as mp
+import os
+import pstats
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "agents" / "tests"), str(ROOT / "agents"), str(ROOT / "bench")]
+
+ROWS_PER_CALL = 1000
+N_COLLECTOR_LINES = 200_000  # collector_bench.ingest's file
+N_HANDLER_RECORDS = 50_000  # applog_bench.throughput's records
+
+
+def _settings(target: dict) -> Any:
+    from iact.cassandra.settings import ConnectionSettings
+
+    return ConnectionSettings(
+        contact_points=tuple(target["hosts"]), port=target["port"], username=target.get("username"),
+        password=target.get("password"), ca_file=target.get("ca_file"),
+    )  # fmt: skip
+
+
+def _rows(n: int, host: str) -> list[dict]:
+    from collector_bench import prebuilt_rows
+
+    return prebuilt_rows(n, host)
+
+
+def writer(target: dict, seconds: float, start_at: float, name: str, variant: dict, out: Any) -> None:
+    """One process: the agents' writer on pre-built rows, for `seconds` from `start_at` (a shared clock)."""
+    from iact.collector.rows import COLUMNS, PARTITION_KEY
+    from iact.sink.cassandra import CassandraSink
+
+    rows = _rows(20_000, name)
+    sink = CassandraSink(_settings(target), "logging", "infrastructure_logs", COLUMNS, PARTITION_KEY,
+                         consistency=target["consistency"], max_batch_rows=variant.get("max_batch_rows", 100),
+                         concurrency=variant.get("concurrency", 16))  # fmt: skip
+    sink.write(rows[:100])  # connect and prepare before the clock
+    while time.time() < start_at:
+        time.sleep(0.01)
+    cpu0, done, latencies, i = time.process_time(), 0, [], 0
+    end = start_at + seconds
+    while time.time() < end:
+        # Fresh ids each pass: every row is new to the node, as the agents' rows are (rewriting the same
+        # keys would let the memtable absorb them and overstate the ceiling).
+        chunk = [dict(r, line_id=uuid.uuid4()) for r in rows[i : i + ROWS_PER_CALL]]
+        i = (i + ROWS_PER_CALL) % len(rows)
+        t = time.perf_counter()
+        sink.write(chunk)
+        latencies.append(time.perf_counter() - t)
+        done += len(chunk)
+    elapsed = time.time() - start_at
+    sink.close()
+    out.put({"rows": done, "elapsed": elapsed, "cpu": time.process_time() - cpu0, "latencies": latencies})
+
+
+def run_writers(target: dict, procs: int, seconds: float, variant: dict | None = None) -> dict:
+    """procs writer processes at once; aggregate rows/s, client CPU, p99 per call, nodes' CPU."""
+    ctx = mp.get_context("spawn")  # no driver state inherited from this process
+    out = ctx.Queue()
+    start_at = time.time() + 8 + 2 * procs  # every process built its rows and connected
+    workers = [ctx.Process(target=writer, args=(target, seconds, start_at, f"cap{p}", variant or {}, out))
+               for p in range(procs)]  # fmt: skip
+    for w in workers:
+        w.start()
+    while time.time() < start_at:
+        time.sleep(0.05)
+    nodes_cpu0 = nodes_cpu(target)
+    results = [out.get(timeout=seconds + 120) for _ in workers]
+    nodes_used = nodes_cpu(target) - nodes_cpu0
+    for w in workers:
+        w.join(30)
+    rows = sum(r["rows"] for r in results)
+    elapsed = max(r["elapsed"] for r in results)
+    calls = sorted(x for r in results for x in r["latencies"])
+    return {
+        "procs": procs,
+        "rows": rows,
+        "rows_per_s": rows / elapsed,
+        "client_cpu": sum(r["cpu"] for r in results) / elapsed,
+        "nodes_cpu": nodes_used / elapsed,
+        "call_p99_ms": 1000 * calls[int(0.99 * (len(calls) - 1))],
+        "call_p50_ms": 1000 * statistics.median(calls),
+        "coordinator_p99_ms": coordinator_p99(target),
+    }
+
+
+# -- the nodes ------------------------------------------------------------------------------------------
+
+
+def nodes_cpu(target: dict) -> float:
+    """CPU seconds the Cassandra processes have used so far."""
+    if target.get("node_pid"):
+        import psutil
+
+        t = psutil.Process(target["node_pid"]).cpu_times()
+        return t.user + t.system
+    total = 0.0
+    for name in target.get("containers", ()):
+        pid = subprocess.run(["podman", "exec", name, "pgrep", "-f", "CassandraDaemon"], capture_output=True,
+                             text=True, check=False).stdout.split()  # fmt: skip
+        if pid:
+            stat = subprocess.run(["podman", "exec", name, "cat", f"/proc/{pid[0]}/stat"], capture_output=True,
+                                  text=True, check=False).stdout.split()  # fmt: skip
+            total += (int(stat[13]) + int(stat[14])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def nodetool(target: dict, *args: str) -> str:
+    """nodetool on the loopback node, or on the lab's first node (its wrapper passes the JMX password)."""
+    if target.get("home"):
+        cmd = [str(Path(target["home"]) / "bin" / "nodetool"), "-h", "127.0.0.1", "-p", str(target["jmx_port"]), *args]
+    else:
+        cmd = ["podman", "exec", target["containers"][0], "nodetool", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120).stdout
+
+
+def coordinator_p99(target: dict) -> float | None:
+    """The coordinator's p99 write latency in ms (nodetool proxyhistograms: since the node started)."""
+    out = nodetool(target, "proxyhistograms")
+    m = re.search(r"^99%\s+\S+\s+(\S+)", out, re.M)  # columns: read, write, range, ... (micros)
+    return float(m.group(1)) / 1000 if m else None
+
+
+# -- targets -----------------------------------------------------------------------------------------------
+
+
+def loopback_target() -> tuple[dict, Any]:
+    """A fresh 1-node cluster with the appliance's schema (RF 1, CL ONE)."""
+    from cassandra_node import CassandraNode
+
+    from iact.cassandra.session import open_session
+    from iact.cassandra.settings import ConnectionSettings
+    from iact.schema.migrations import apply_migrations, find_cql_dir, load_migrations
+    from iact.schema.params import SchemaParams
+
+    node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-capacity-")), heap_mb=1024)
+    node.start()
+    params = SchemaParams(replication=(("dc1", 1),))
+    with open_session(ConnectionSettings(contact_points=("127.0.0.1",), port=node.port)) as session:
+        apply_migrations(session, params, load_migrations(find_cql_dir(), params), lambda _line: None)
+    assert node.proc is not None
+    target = {"name": "1 node on loopback (RF 1, CL ONE)", "hosts": ["127.0.0.1"], "port": node.port,
+              "consistency": "ONE", "node_pid": node.proc.pid, "home": str(node.home), "jmx_port": node.jmx_port,
+              "nodes": 1}  # fmt: skip
+    return target, node
+
+
+def lab_target() -> dict:
+    """The lab's nodes: TLS verified by the lab CA, the writer account, RF 3, LOCAL_QUORUM."""
+    sys.path.insert(0, str(ROOT / "molecule" / "shared"))
+    from lab import ca_file, node_ip, secret, speaks_tls
+
+    names = [n for n in ("cass1", "cass2", "cass3", "cass4") if _container_up(n)]
+    # TLS when the nodes speak it (`scripts/lab up`; the full scenario converges in plaintext).
+    tls = ca_file().is_file() and speaks_tls(node_ip(names[0]))
+    return {"name": f"the lab's {len(names)} nodes ({'TLS' if tls else 'plaintext'}, RF 3, LOCAL_QUORUM)",
+            "hosts": [node_ip(n) for n in names], "port": 9042, "consistency": "LOCAL_QUORUM",
+            "username": "iact_writer", "password": secret("cassandra_writer_password"),
+            "ca_file": str(ca_file()) if tls else None, "containers": names, "nodes": len(names)}  # fmt: skip
+
+
+def _container_up(name: str) -> bool:
+    done = subprocess.run(["podman", "container", "exists", name], check=False)
+    return done.returncode == 0
+
+
+# -- the client --------------------------------------------------------------------------------------------
+
+
+def profile_one(target: dict, seconds: float) -> tuple[str, int]:
+    """Where one writer process's CPU goes: cProfile's top functions by own time."""
+    from iact.collector.rows import COLUMNS, PARTITION_KEY
+    from iact.sink.cassandra import CassandraSink
+
+    rows = _rows(20_000, "profile")
+    sink = CassandraSink(_settings(target), "logging", "infrastructure_logs", COLUMNS, PARTITION_KEY,
+                         consistency=target["consistency"])  # fmt: skip
+    sink.write(rows[:100])
+    prof = cProfile.Profile()
+    end, i, written = time.time() + seconds, 0, 100
+    prof.enable()
+    while time.time() < end:
+        written += sink.write([dict(r, line_id=uuid.uuid4()) for r in rows[i : i + ROWS_PER_CALL]])
+        i = (i + ROWS_PER_CALL) % len(rows)
+    prof.disable()
+    sink.close()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(15)
+    lines = [ln for ln in text.getvalue().splitlines() if re.match(r"\s*\d", ln) or "ncalls" in ln]
+    return "\n".join(lines[:17]), written
+
+
+def driver_build() -> str:
+    """Whether the driver runs its compiled (Cython) code, and which event loop it uses."""
+    import cassandra
+    from cassandra.cython_deps import HAVE_CYTHON
+
+    try:
+        from cassandra.io.libevreactor import LibevConnection  # noqa: F401
+
+        loop = "libev"
+    except ImportError:
+        loop = "asyncore/asyncio"
+    return f"cassandra-driver {cassandra.__version__}, compiled extensions: {HAVE_CYTHON}, event loop: {loop}"
+
+
+def agents_share(target: dict) -> list[tuple[str, float]]:
+    """The agents end to end on a loopback node: the collector following a file, the handler's delivery."""
+    if not target.get("home"):
+        return []
+    from applog_bench import throughput
+    from collector_bench import ingest
+
+    collector, _ = ingest(target["port"])
+    spool = os.path.join(tempfile.mkdtemp(prefix="iact-capacity-"), "spool")
+    handler = throughput({"hosts": "127.0.0.1", "port": target["port"], "app": "capacity", "consistency": "ONE",
+                          "spool_path": spool, "close_timeout": 120})  # fmt: skip
+    return [("collector agent, one file, end to end", collector), ("logging handler, one process", handler)]
+
+
+def bytes_per_row(target: dict, written: dict[str, int]) -> dict[str, float]:
+    """Live bytes on disk per row, after a flush and a major compaction (so no overwritten copies count)."""
+    nodetool(target, "flush", "logging")
+    nodetool(target, "compact", "logging")
+    out = {}
+    for table, rows in written.items():
+        stats = nodetool(target, "tablestats", "--", f"logging.{table}")
+        m = re.search(r"^\s*Space used \(live\): (\d+)", stats, re.M)
+        if m and rows:
+            out[table] = int(m.group(1)) / rows
+    return out
+
+
+def main() -> int:
+    """Measure and print; --json writes the figures for bench/sizing.py."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lab", action="store_true", help="load the lab's nodes instead of a loopback node")
+    ap.add_argument("--seconds", type=float, default=20, help="length of each step")
+    ap.add_argument("--max-procs", type=int, default=4, help="writer processes at most")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args()
+    node = None
+    if args.lab:
+        target = lab_target()
+    else:
+        target, node = loopback_target()
+    report: dict[str, Any] = {"target": target["name"], "nodes": target["nodes"], "cores": os.cpu_count()}
+    try:
+        print(f"{target['name']}; {os.cpu_count()} cores; {driver_build()}")
+        print(f"{'writers':>7} {'rows/s':>9} {'client CPU':>10} {'nodes CPU':>9} {'call p50':>9} {'call p99':>9} "
+              f"{'coord p99':>9}")  # fmt: skip
+        steps = []
+        for procs in range(1, args.max_procs + 1):
+            step = run_writers(target, procs, args.seconds)
+            steps.append(step)
+            coord = f"{step['coordinator_p99_ms']:.1f}" if step["coordinator_p99_ms"] is not None else "-"
+            print(f"{procs:>7} {step['rows_per_s']:>9,.0f} {step['client_cpu']:>9.2f}c {step['nodes_cpu']:>8.2f}c "
+                  f"{step['call_p50_ms']:>7.1f}ms {step['call_p99_ms']:>7.1f}ms {coord:>7}ms", flush=True)  # fmt: skip
+            if procs > 2 and step["rows_per_s"] < 1.05 * max(s["rows_per_s"] for s in steps[:-1]):
+                break  # no longer growing: the plateau
+        ceiling = max(s["rows_per_s"] for s in steps)
+        one = steps[0]["rows_per_s"]
+        report |= {"steps": steps, "ceiling_rows_per_s": ceiling, "one_writer_rows_per_s": one}
+        print(f"ceiling: {ceiling:,.0f} rows/s; one writer process: {one:,.0f} rows/s = {one / ceiling:.2f}x of it")
+
+        print("\none writer process, variants (rows/s, x the agents' settings):")
+        base_run = run_writers(target, 1, args.seconds)
+        report.setdefault("_variant_runs", []).append(base_run)
+        base = base_run["rows_per_s"]
+        print(f"  {'the agents settings (100 rows per batch, 16 in flight)':<55} {base:>9,.0f} {1:>6.2f}x")
+        for label, variant in (("1,000 rows per partition batch", {"max_batch_rows": 1000}),
+                               ("64 requests in flight", {"concurrency": 64}),
+                               ("4 requests in flight", {"concurrency": 4})):  # fmt: skip
+            run = run_writers(target, 1, args.seconds, variant)
+            report.setdefault("_variant_runs", []).append(run)
+            rate = run["rows_per_s"]
+            report.setdefault("variants", {})[label] = rate
+            print(f"  {label:<55} {rate:>9,.0f} {rate / base:>6.2f}x")
+        report["variants_base"] = base
+
+        print("\nwhere one writer's CPU goes (cProfile, own time):")
+        profile, profiled = profile_one(target, min(args.seconds, 10))
+        print(profile)
+
+        shares = agents_share(target)
+        if shares:
+            print("\neach agent end to end, as a share of the ceiling:")
+            for label, rate in shares:
+                print(f"  {label:<45} {rate:>9,.0f} rows/s = {rate / ceiling:.2f}x")
+            report["agents"] = dict(shares)
+        if node is not None:
+            # Every row written here was new (fresh ids); the writers warmed up with 100 rows each.
+            infra = sum(s["rows"] + 100 * s["procs"] for s in steps) + profiled + 100 + N_COLLECTOR_LINES
+            infra += sum(r["rows"] + 100 for r in report.pop("_variant_runs", []))
+            report["bytes_per_row"] = bytes_per_row(target, {"infrastructure_logs": infra,
+                                                             "application_logs": N_HANDLER_RECORDS})  # fmt: skip
+            print("\nbytes per row on disk after compaction (data and SAI indexes, LZ4):")
+            for table, size in report["bytes_per_row"].items():
+                print(f"  {table:<22} {size:>6.0f}")
+    finally:
+        if node is not None:
+            node.cleanup()
+    if args.json:
+        merged = json.loads(args.json.read_text()) if args.json.exists() else {}
+        merged["lab" if args.lab else "loopback"] = report
+        args.json.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
