@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "agents" / "tests"), str(ROOT / "agents"), str(ROOT / "bench")]
 
 ROWS_PER_CALL = 1000
-N_COLLECTOR_LINES = 200_000  # collector_bench.ingest's file
 N_HANDLER_RECORDS = 50_000  # applog_bench.throughput's records
 
 
@@ -254,17 +253,56 @@ def agents_share(target: dict) -> list[tuple[str, float]]:
     return [("collector agent, one file, end to end", collector), ("logging handler, one process", handler)]
 
 
-def bytes_per_row(target: dict, written: dict[str, int]) -> dict[str, float]:
-    """Live bytes on disk per row, after a flush and a major compaction (so no overwritten copies count)."""
-    nodetool(target, "flush", "logging")
-    nodetool(target, "compact", "logging")
+def bytes_per_row(target: dict, handler_records: int) -> dict[str, float]:
+    """Live bytes on disk per row after a flush and a major compaction, data and SAI indexes.
+
+    Infrastructure rows: two simulated days of 20 hosts in a keyspace of their own, with the varied
+    syslog lines of the retention simulation (agents/tests/retention_sim.py): the load above re-sends
+    the same rows with new ids, which compress far better than real ones. Application rows: the
+    handler's run above (its records are short: scale by your messages' length).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from retention_sim import Simulator, create_keyspace
+
+    from iact.cassandra.session import open_session
+
+    with open_session(_settings(target)) as session:
+        create_keyspace(session, "capacity_sim", ttl_days=90)
+        sim = Simulator(session, "capacity_sim", ttl_days=90, hosts=20)
+        now = datetime.now(UTC)
+        infra_rows = sum(sim.day(now - timedelta(days=d), rows_per_host=2000) for d in (0, 1))
     out = {}
-    for table, rows in written.items():
-        stats = nodetool(target, "tablestats", "--", f"logging.{table}")
+    for keyspace, table, rows in (("capacity_sim", "infrastructure_logs", infra_rows),
+                                  ("logging", "application_logs", handler_records)):  # fmt: skip
+        nodetool(target, "flush", keyspace, table)
+        nodetool(target, "compact", keyspace, table)
+        stats = nodetool(target, "tablestats", "--", f"{keyspace}.{table}")
         m = re.search(r"^\s*Space used \(live\): (\d+)", stats, re.M)
         if m and rows:
             out[table] = int(m.group(1)) / rows
     return out
+
+
+def bytes_only(out: Path | None) -> int:
+    """Measure bytes per row alone and merge it into the loopback figures of `out`."""
+    from applog_bench import throughput
+
+    target, node = loopback_target()
+    try:
+        spool = os.path.join(tempfile.mkdtemp(prefix="iact-capacity-"), "spool")
+        throughput({"hosts": "127.0.0.1", "port": target["port"], "app": "capacity", "consistency": "ONE",
+                    "spool_path": spool, "close_timeout": 120}, N_HANDLER_RECORDS)  # fmt: skip
+        sizes = bytes_per_row(target, N_HANDLER_RECORDS)
+    finally:
+        node.cleanup()
+    for table, size in sizes.items():
+        print(f"  {table:<22} {size:>6.0f} bytes per row")
+    if out:
+        merged = json.loads(out.read_text()) if out.exists() else {}
+        merged.setdefault("loopback", {})["bytes_per_row"] = sizes
+        out.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    return 0
 
 
 def main() -> int:
@@ -274,7 +312,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20, help="length of each step")
     ap.add_argument("--max-procs", type=int, default=4, help="writer processes at most")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--bytes-only", action="store_true", help="only bytes per row on disk (a loopback node)")
     args = ap.parse_args()
+    if args.bytes_only:
+        return bytes_only(args.json)
     node = None
     if args.lab:
         target = lab_target()
@@ -315,7 +356,7 @@ def main() -> int:
         report["variants_base"] = base
 
         print("\nwhere one writer's CPU goes (cProfile, own time):")
-        profile, profiled = profile_one(target, min(args.seconds, 10))
+        profile, _ = profile_one(target, min(args.seconds, 10))
         print(profile)
 
         shares = agents_share(target)
@@ -324,12 +365,9 @@ def main() -> int:
             for label, rate in shares:
                 print(f"  {label:<45} {rate:>9,.0f} rows/s = {rate / ceiling:.2f}x")
             report["agents"] = dict(shares)
+        report.pop("_variant_runs", None)
         if node is not None:
-            # Every row written here was new (fresh ids); the writers warmed up with 100 rows each.
-            infra = sum(s["rows"] + 100 * s["procs"] for s in steps) + profiled + 100 + N_COLLECTOR_LINES
-            infra += sum(r["rows"] + 100 for r in report.pop("_variant_runs", []))
-            report["bytes_per_row"] = bytes_per_row(target, {"infrastructure_logs": infra,
-                                                             "application_logs": N_HANDLER_RECORDS})  # fmt: skip
+            report["bytes_per_row"] = bytes_per_row(target, N_HANDLER_RECORDS)
             print("\nbytes per row on disk after compaction (data and SAI indexes, LZ4):")
             for table, size in report["bytes_per_row"].items():
                 print(f"  {table:<22} {size:>6.0f}")

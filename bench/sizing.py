@@ -26,7 +26,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).with_name("capacity-results.json")
 DAY = 86400
-WINDOW_DAYS = 3  # cql/: 90 days in about 30 windows
+TARGET_WINDOWS = 30  # cql/ (iact.schema.params): the TTL in about 30 TWCS windows
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,10 @@ def plan(
     per_node = m.writes_per_core * cores * utilization  # replica writes/s a node takes at peak
     for_writes = math.ceil(peak * rf / per_node)
     daily = hosts * DAY * (lines_avg * m.infra_bytes + app_avg * m.app_bytes)  # bytes a day, one replica
-    stored = daily * retention_days * rf
-    headroom = daily * WINDOW_DAYS * rf  # the largest compaction rewrites one window
+    window = max(1, math.ceil(retention_days / TARGET_WINDOWS))
+    # Expired rows stay until their whole window has expired: up to one window more than the retention.
+    stored = daily * (retention_days + window) * rf
+    headroom = daily * window * rf  # the largest compaction rewrites one window
     total = (stored + headroom) * 1.2
     for_disk = math.ceil(total / (disk_gb * 1e9))
     nodes = max(rf, 3, for_writes, for_disk)

@@ -252,19 +252,24 @@ def test_backups_land_in_the_project_not_inside_the_installed_collection(install
     where an upgrade of the collection would delete every set."""
     probe = installed["root"] / "playbooks" / "probe_backup_dir.yml"
     probe.write_text(PROBE_BACKUP_DIR)
-    try:
+
+    def probe_with(env: dict) -> str:
         done = subprocess.run(
-            [BIN / "ansible-playbook", "-i", "hosts.yml", str(probe)],
-            capture_output=True,
-            text=True,
-            cwd=installed["cwd"],
-            env={**installed["env"], "PWD": str(installed["cwd"])},
-            check=False,
-        )  # fmt: skip  (a shell sets PWD to where it runs)
+            [BIN / "ansible-playbook", "-i", "hosts.yml", str(probe)], capture_output=True, text=True,
+            cwd=installed["cwd"], env=env, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    env = {k: v for k, v in installed["env"].items() if k != "PWD"}
+    try:
+        from_shell = probe_with({**env, "PWD": str(installed["cwd"])})  # a shell sets PWD to where it runs
+        without = probe_with(env)  # sudo with env_reset, systemd, a runner: no PWD
+        from_root = probe_with({**env, "PWD": "/"})
     finally:
         probe.unlink()
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f'BACKUPS={installed["cwd"]}/backups"' in done.stdout, done.stdout
+    assert f'BACKUPS={installed["cwd"]}/backups"' in from_shell, from_shell
+    assert '"BACKUPS="' in without and '"BACKUPS="' in from_root, "no default: the playbooks ask for backup_dir"
     clone = subprocess.run(
         [BIN / "ansible-playbook", "-i", "localhost,", str(ROOT / "playbooks" / "vars" / ".." / "backup.yml"),
          "--list-tasks"], capture_output=True, text=True, cwd=installed["cwd"], env=installed["env"], check=False,

@@ -27,7 +27,7 @@ PLAY = """- hosts: localhost
 TOKEN = "a-token-for-the-callback"
 
 
-def run(tmp_path, name, url, command="/bin/true", check=False, allow_http=True):
+def run(tmp_path, name, url, command="/bin/true", check=False, allow_http=True, inventory="localhost,"):
     (tmp_path / name).write_text(PLAY.format(command=command))
     env = {k: v for k, v in os.environ.items() if not k.startswith("IACT_DORA_")} | {
         "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "plugins" / "callback"),
@@ -42,7 +42,7 @@ def run(tmp_path, name, url, command="/bin/true", check=False, allow_http=True):
     args = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
-        "localhost,",
+        inventory,
         "-e",
         f"ansible_python_interpreter={sys.executable}",
         name,
@@ -176,8 +176,15 @@ def test_run_from_the_installed_collection_records_its_version_and_the_projects_
     with Recorder(201) as dashboard:
         (collection / "playbooks" / "site.yml").write_text(PLAY.format(command="/bin/true"))
         result = run(project, str(collection / "playbooks" / "site.yml"), dashboard.url)
+        # From elsewhere (cron runs in $HOME), with the project's inventory: the inventory's repository.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (project / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+        from_cron = run(elsewhere, str(collection / "playbooks" / "site.yml"), dashboard.url,
+                        inventory=str(project / "hosts.yml"))  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    [body] = dashboard.bodies
-    event = json.loads(body)
-    assert (event["version"], event["sha"]) == ("9.8.7", head)
-    assert [c["sha"] for c in event["commits"]] == [head]
+    assert from_cron.returncode == 0, from_cron.stdout + from_cron.stderr
+    first, second = (json.loads(b) for b in dashboard.bodies)
+    assert (first["version"], first["sha"]) == ("9.8.7", head)
+    assert [c["sha"] for c in first["commits"]] == [head]
+    assert second["sha"] == head, "the inventory's repository, not the directory cron ran it from"

@@ -79,6 +79,16 @@ def _git(directory: str, *args: str) -> str:
         return ""
 
 
+def _inventory_dirs() -> list[str]:
+    """The directories of the inventory sources given with -i that are paths (not `host1,host2,`)."""
+    out = []
+    for source in context.CLIARGS.get("inventory") or ():
+        path = os.path.abspath(os.path.expanduser(str(source)))
+        if os.path.exists(path):
+            out.append(path if os.path.isdir(path) else os.path.dirname(path))
+    return out
+
+
 def _collection_version(directory: str) -> str:
     """The version in the MANIFEST.json of the installed collection holding `directory`, or "" (a clone)."""
     path = os.path.abspath(directory)
@@ -161,10 +171,19 @@ class CallbackModule(CallbackBase):
         failed = any(stats.failures.values()) or any(stats.dark.values())
         playbook_dir = os.path.dirname(os.path.abspath(self._playbook))
         collection_version = _collection_version(playbook_dir)
-        # A clone: its own commit. The installed collection is no checkout: the operator's project it runs
-        # from (inventory, group_vars) holds the change being deployed, and the collection says its version.
-        directory = os.getcwd() if collection_version else playbook_dir
+        # A clone: its own commit. The installed collection is no checkout: the operator's project (inventory,
+        # group_vars) holds the change being deployed, and the collection says its version. The project is the
+        # inventory's repository, else the one ansible-playbook runs from (cron's may be $HOME: say so).
+        directory = playbook_dir
+        if collection_version:
+            candidates = [*_inventory_dirs(), os.getcwd()]
+            directory = next((d for d in candidates if _git(d, "rev-parse", "HEAD")), candidates[-1])
         sha = _git(directory, "rev-parse", "HEAD")
+        if not sha:
+            self._display.warning(
+                f"iact_dora: {directory} is not in a git repository; the run is recorded without a commit "
+                "(run ansible-playbook from the project's checkout, or point -i at its inventory)"
+            )
         event = {
             "type": "deployment",
             "source": "ansible",
