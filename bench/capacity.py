@@ -5,6 +5,8 @@
                                              # scenario): TLS, RF=3, LOCAL_QUORUM, the writer account
     python bench/capacity.py --json bench/capacity-results.json   # the figures bench/sizing.py reads (merged
                                              # under "loopback" or "lab", so both runs share the file)
+    python bench/capacity.py --driver-only   # one writer and the agents only: run it with each candidate
+                                             # driver's interpreter to compare builds (see README, Capacity)
 
 The load is several processes, each running the agents' own writer (iact.sink.CassandraSink) on
 pre-built collector rows, added one at a time until rows/s stops growing: that plateau is the
@@ -29,6 +31,7 @@ import multiprocessing as mp
 import os
 import pstats
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -185,7 +188,8 @@ def lab_target() -> dict:
     sys.path.insert(0, str(ROOT / "molecule" / "shared"))
     from lab import ca_file, node_ip, secret, speaks_tls
 
-    names = [n for n in ("cass1", "cass2", "cass3", "cass4") if _container_up(n)]
+    # cass4 once `molecule verify -s add_node` has joined it (before that it is a bare host).
+    names = [n for n in ("cass1", "cass2", "cass3", "cass4") if _container_up(n) and _serves_cql(node_ip(n))]
     # TLS when the nodes speak it (`scripts/lab up`; the full scenario converges in plaintext).
     tls = ca_file().is_file() and speaks_tls(node_ip(names[0]))
     return {"name": f"the lab's {len(names)} nodes ({'TLS' if tls else 'plaintext'}, RF 3, LOCAL_QUORUM)",
@@ -197,6 +201,14 @@ def lab_target() -> dict:
 def _container_up(name: str) -> bool:
     done = subprocess.run(["podman", "container", "exists", name], check=False)
     return done.returncode == 0
+
+
+def _serves_cql(ip: str) -> bool:
+    try:
+        socket.create_connection((ip, 9042), timeout=3).close()
+    except OSError:
+        return False
+    return True
 
 
 # -- the client --------------------------------------------------------------------------------------------
@@ -305,6 +317,20 @@ def bytes_only(out: Path | None) -> int:
     return 0
 
 
+def _driver_only(report: dict, target: dict, args: argparse.Namespace) -> int:
+    """One writer's rows/s and client CPU, then the agents end to end: what a driver build changes."""
+    one = report["steps"][0]
+    print(f"one writer: {one['rows_per_s']:,.0f} rows/s at {one['client_cpu']:.2f} client cores "
+          f"= {one['rows_per_s'] / max(one['client_cpu'], 0.01):,.0f} rows per client core-second")  # fmt: skip
+    for label, rate in agents_share(target):
+        print(f"  {label:<45} {rate:>9,.0f} rows/s")
+        report.setdefault("agents", {})[label] = rate
+    report["driver"] = driver_build()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
 def main() -> int:
     """Measure and print; --json writes the figures for bench/sizing.py."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -313,6 +339,11 @@ def main() -> int:
     ap.add_argument("--max-procs", type=int, default=4, help="writer processes at most")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--bytes-only", action="store_true", help="only bytes per row on disk (a loopback node)")
+    ap.add_argument(
+        "--driver-only",
+        action="store_true",
+        help="only one writer and the agents (to compare driver builds, one interpreter each)",
+    )
     args = ap.parse_args()
     if args.bytes_only:
         return bytes_only(args.json)
@@ -327,7 +358,7 @@ def main() -> int:
         print(f"{'writers':>7} {'rows/s':>9} {'client CPU':>10} {'nodes CPU':>9} {'call p50':>9} {'call p99':>9} "
               f"{'coord p99':>9}")  # fmt: skip
         steps = []
-        for procs in range(1, args.max_procs + 1):
+        for procs in range(1, 1 + (1 if args.driver_only else args.max_procs)):
             step = run_writers(target, procs, args.seconds)
             steps.append(step)
             coord = f"{step['coordinator_p99_ms']:.1f}" if step["coordinator_p99_ms"] is not None else "-"
@@ -338,6 +369,8 @@ def main() -> int:
         ceiling = max(s["rows_per_s"] for s in steps)
         one = steps[0]["rows_per_s"]
         report |= {"steps": steps, "ceiling_rows_per_s": ceiling, "one_writer_rows_per_s": one}
+        if args.driver_only:
+            return _driver_only(report, target, args)
         print(f"ceiling: {ceiling:,.0f} rows/s; one writer process: {one:,.0f} rows/s = {one / ceiling:.2f}x of it")
 
         print("\none writer process, variants (rows/s, x the agents' settings):")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import testinfra
-from conftest import node_ip, playbook, recap, secret
+from conftest import APP_HOST, node_ip, playbook, recap, secret
 from cryptography import x509
 
 UNVERIFIED = ssl._create_unverified_context()  # the lab's self-signed certificate
@@ -35,12 +35,12 @@ SECURITY_HEADERS = {
 
 @pytest.fixture(scope="module")
 def dora():
-    return testinfra.get_host("podman://app1")
+    return testinfra.get_host(f"podman://{APP_HOST}")
 
 
 @pytest.fixture(scope="module")
 def base_url():
-    return f"https://{node_ip('app1')}"
+    return f"https://{node_ip(APP_HOST)}"
 
 
 def request(url, body=None, token=None, method=None):
@@ -140,7 +140,7 @@ def test_site_answers_through_nginx_with_tls_and_headers(base_url):
         ("/static/dora/vendor/chart.umd.min.js", 200),  # from disk
         ("/static/admin/css/base.css", 200),
         ("/static/no-such-file.js", 404),  # nginx's own error page
-        ("/admin/login/", 403),  # nginx: /admin/ answers loopback only in this scenario (host_vars/app1.yml)
+        ("/admin/login/", 403),  # nginx: /admin/ answers loopback only in this scenario (host_vars/dash1.yml)
     ],
 )
 def test_every_path_gets_the_security_headers_once(base_url, path, status):
@@ -159,7 +159,7 @@ def test_admin_answers_from_an_allowed_network_with_the_admin_policy(dora):
     that lets the admin's stylesheet work and still refuses inline scripts and framing."""
     probe = (
         "import ssl, urllib.request; "
-        "q = urllib.request.Request('https://127.0.0.1/admin/login/', headers={'Host': 'app1'}); "
+        "q = urllib.request.Request('https://127.0.0.1/admin/login/', headers={'Host': '" + APP_HOST + "'}); "
         "r = urllib.request.urlopen(q, context=ssl._create_unverified_context(), timeout=30); "
         "print(r.status); print(r.headers['Content-Security-Policy']); print(r.headers['X-Frame-Options'])"
     )
@@ -186,19 +186,19 @@ def tls_connect(ip, version=None, ciphers=None, cafile=None):
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
 def test_tls_before_1_2_is_refused_by_the_server(version):
     with pytest.raises(ssl.SSLError) as refused:
-        tls_connect(node_ip("app1"), version).close()
+        tls_connect(node_ip(APP_HOST), version).close()
     # The server's alert, not this client declining to offer the version.
     assert "ALERT_PROTOCOL_VERSION" in str(refused.value).upper() or "PROTOCOL_VERSION" in refused.value.reason
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 def test_tls_1_2_and_1_3_are_accepted_with_forward_secret_aead_ciphers(version):
-    with tls_connect(node_ip("app1"), version) as tls:
+    with tls_connect(node_ip(APP_HOST), version) as tls:
         assert tls.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
         name = tls.cipher()[0]
         if version == ssl.TLSVersion.TLSv1_2:
             assert name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name), name
-            tls.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: app1\r\nConnection: close\r\n\r\n")
+            tls.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: " + APP_HOST.encode() + b"\r\nConnection: close\r\n\r\n")
             tls.recv(1024)
             assert not tls.session.has_ticket  # session tickets off (their keys would outlive every session)
 
@@ -206,17 +206,17 @@ def test_tls_1_2_and_1_3_are_accepted_with_forward_secret_aead_ciphers(version):
 def test_cbc_ciphers_of_tls_1_2_are_refused():
     cbc = "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA"
     with pytest.raises(ssl.SSLError):
-        tls_connect(node_ip("app1"), ssl.TLSVersion.TLSv1_2, ciphers=cbc).close()
+        tls_connect(node_ip(APP_HOST), ssl.TLSVersion.TLSv1_2, ciphers=cbc).close()
 
 
 def test_the_certificate_verifies_for_the_host_name_and_address(dora, tmp_path):
     """A client given the generated certificate as its CA (IACT_DORA_CA_FILE) verifies the address it dials."""
     pem = dora.file("/etc/iact/dora/tls/dora.crt").content_string
     (tmp_path / "dora.crt").write_text(pem)
-    ip = node_ip("app1")
+    ip = node_ip(APP_HOST)
     cert = x509.load_pem_x509_certificate(pem.encode())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "app1" in san.get_values_for_type(x509.DNSName)
+    assert APP_HOST in san.get_values_for_type(x509.DNSName)
     assert ipaddress.ip_address(ip) in san.get_values_for_type(x509.IPAddress)
     with tls_connect(ip, cafile=str(tmp_path / "dora.crt")) as tls:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
@@ -226,7 +226,7 @@ def test_the_certificate_verifies_for_the_host_name_and_address(dora, tmp_path):
 
 @pytest.mark.parametrize("port", [80, 443])
 def test_an_unknown_host_header_gets_the_connection_closed_before_django(dora, port):
-    ip, probe = node_ip("app1"), f"/unknown-host-probe-{uuid.uuid4().hex}"
+    ip, probe = node_ip(APP_HOST), f"/unknown-host-probe-{uuid.uuid4().hex}"
     if port == 443:
         conn = http.client.HTTPSConnection(ip, port, timeout=15, context=UNVERIFIED)
     else:
@@ -255,7 +255,7 @@ def test_logins_are_rate_limited_by_nginx(base_url):
 
 
 def test_http_redirects_to_https():
-    ip = node_ip("app1")
+    ip = node_ip(APP_HOST)
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
@@ -371,7 +371,7 @@ def test_root_never_follows_a_link_planted_in_the_service_owned_log_directory(do
     try:
         run = playbook("playbooks/dora.yml")
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-        assert recap(run.stdout)["app1"]["failed"] == 0
+        assert recap(run.stdout)[APP_HOST]["failed"] == 0
         planted = dora.file(canary)
         assert (planted.user, planted.group, planted.mode) == ("root", "root", 0o600)
         assert planted.content_string == "canary"

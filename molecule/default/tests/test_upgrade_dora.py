@@ -18,11 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import ROOT, node_ip, playbook, podman, recap, unit_started
+from conftest import APP_HOST, ROOT, node_ip, playbook, podman, recap, unit_started
 
-SCENARIO = Path(__file__).resolve().parents[1] / "molecule.yml"
-APP_HOST = yaml.safe_load(SCENARIO.read_text())["verifier"]["options"]["hosts"].removeprefix("podman://")
 MANAGE = "/usr/local/bin/iact-dora"
 VENV_PYTHON = "/opt/iact/dora/venv/bin/python"
 UNVERIFIED = ssl._create_unverified_context()  # the lab's self-signed certificate
