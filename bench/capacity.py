@@ -284,16 +284,68 @@ def bytes_per_row(target: dict, handler_records: int) -> dict[str, float]:
         sim = Simulator(session, "capacity_sim", ttl_days=90, hosts=20)
         now = datetime.now(UTC)
         infra_rows = sum(sim.day(now - timedelta(days=d), rows_per_host=2000) for d in (0, 1))
+    app_rows = realistic_app_records(target, "capacity_sim", 20_000)
     out = {}
-    for keyspace, table, rows in (("capacity_sim", "infrastructure_logs", infra_rows),
-                                  ("logging", "application_logs", handler_records)):  # fmt: skip
+    for keyspace, table, rows, label in (("capacity_sim", "infrastructure_logs", infra_rows, "infrastructure_logs"),
+                                         ("capacity_sim", "application_logs", app_rows, "application_logs"),
+                                         ("logging", "application_logs", handler_records,
+                                          "application_logs (short benchmark records)")):  # fmt: skip
         nodetool(target, "flush", keyspace, table)
         nodetool(target, "compact", keyspace, table)
         stats = nodetool(target, "tablestats", "--", f"{keyspace}.{table}")
         m = re.search(r"^\s*Space used \(live\): (\d+)", stats, re.M)
         if m and rows:
-            out[table] = int(m.group(1)) / rows
+            out[label] = int(m.group(1)) / rows
     return out
+
+
+def realistic_app_records(target: dict, keyspace: str, n: int, seed: int = 7) -> int:
+    """`n` records of a web application through CassandraHandler, as Django's and an app's loggers write
+    them: request lines with a request id, user and timing, warnings, and one error in 50 with its
+    traceback; 4 apps on 6 hosts. Seeded, so runs compare."""
+    import logging
+    import random
+
+    from iact.applog import CassandraHandler
+
+    rng = random.Random(seed)
+    paths = ["/api/orders/{n}", "/api/orders/", "/accounts/login/", "/static/app.{n}.js", "/api/search?q=item{n}",
+             "/admin/shop/product/{n}/change/", "/healthz", "/api/carts/{n}/items/"]  # fmt: skip
+    spool = os.path.join(tempfile.mkdtemp(prefix="iact-capacity-"), "spool")
+    handlers = {}
+    for app in ("shop", "billing", "accounts", "search"):
+        for host in range(6):
+            handlers[app, host] = CassandraHandler(
+                hosts=",".join(target["hosts"]), port=target["port"], keyspace=keyspace, consistency="ONE",
+                app=app, host=f"web{host:02d}", spool_path=f"{spool}-{app}-{host}", close_timeout=120,
+            )  # fmt: skip
+    log = logging.getLogger("capacity.realistic")
+    log.propagate, log.level = False, logging.DEBUG
+    try:
+        for i in range(n):
+            handler = handlers[rng.choice(list(handlers))]
+            log.handlers = [handler]
+            ctx = {"request_id": uuid.UUID(int=rng.getrandbits(128)).hex, "user_id": str(rng.randrange(1, 50_000))}
+            path = rng.choice(paths).format(n=rng.randrange(1, 100_000))
+            roll = rng.random()
+            if roll < 0.02:
+                try:
+                    raise KeyError(f"order {rng.randrange(1, 100_000)} has no line {rng.randrange(1, 20)}")
+                except KeyError:
+                    log.exception("Internal Server Error: %s", path, extra=ctx)
+            elif roll < 0.10:
+                log.warning("Slow query (%d ms) on %s: SELECT ... FROM shop_order WHERE id = %d",
+                            rng.randrange(500, 5000), path, rng.randrange(1, 100_000), extra=ctx)  # fmt: skip
+            elif roll < 0.30:
+                log.debug("cache %s for key view:%s:%d", rng.choice(["hit", "miss"]), path, i, extra=ctx)
+            else:
+                log.info('"%s %s HTTP/1.1" %d %d %.1fms', rng.choice(["GET", "GET", "GET", "POST", "PUT"]), path,
+                         rng.choice([200, 200, 200, 201, 204, 302, 404]), rng.randrange(200, 40_000),
+                         rng.uniform(2, 400), extra=ctx)  # fmt: skip
+    finally:
+        for handler in handlers.values():
+            handler.close()
+    return n
 
 
 def bytes_only(out: Path | None) -> int:
