@@ -5,6 +5,8 @@
                                              # scenario): TLS, RF=3, LOCAL_QUORUM, the writer account
     python bench/capacity.py --json bench/capacity-results.json   # the figures bench/sizing.py reads (merged
                                              # under "loopback" or "lab", so both runs share the file)
+    python bench/capacity.py --reads         # read latency of the console's and the alerter's queries, idle
+                                             # and under write load (--lab: the lab's nodes)
     python bench/capacity.py --driver-only   # one writer and the agents only: run it with each candidate
                                              # driver's interpreter to compare builds (see README, Capacity)
 
@@ -369,6 +371,120 @@ def bytes_only(out: Path | None) -> int:
     return 0
 
 
+# The queries people and the appliance run while ingest goes on: the console's newest rows of a
+# host (one partition), a day's errors across hosts (SAI on day and severity), one program over a day
+# (SAI), and the alerter's count of a host's last minute (partition, clustering range).
+READS = {
+    "a host's newest 100 rows (the console)":
+        "SELECT host, ts, severity, program, message FROM logging.infrastructure_logs "
+        "WHERE host = ? AND day = ? AND hour = ? LIMIT 100",
+    "a day's errors across hosts (SAI, 100 rows)":
+        "SELECT host, ts, message FROM logging.infrastructure_logs WHERE day = ? AND severity = 'err' LIMIT 100",
+    "one program over a day (SAI, 100 rows)":
+        "SELECT host, ts, message FROM logging.infrastructure_logs WHERE day = ? AND program = 'readprobe' LIMIT 100",
+    "a host's last minute, counted (the alerter)":
+        "SELECT count(*) FROM logging.infrastructure_logs "
+        "WHERE host = ? AND day = ? AND hour = ? AND ts >= ? AND ts < ?",
+}  # fmt: skip
+
+
+def _p99(sorted_values: list[float]) -> float:
+    return sorted_values[int(0.99 * (len(sorted_values) - 1))]
+
+
+def _reader_settings(target: dict) -> Any:
+    """The reader account on the lab (the writer may not SELECT); none on loopback."""
+    if not target.get("username"):
+        return _settings(target)
+    sys.path.insert(0, str(ROOT / "molecule" / "shared"))
+    from lab import secret
+
+    return _settings(target | {"username": "iact_reader", "password": secret("cassandra_reader_password")})
+
+
+def reads_under_load(target: dict, procs: int, seconds: float) -> dict[str, dict[str, float]]:
+    """p50 and p99 of each READS query, idle and while `procs` writer processes load the nodes.
+
+    The writers' host cap0 is the console's and the alerter's host; 200 error rows of a program of
+    their own, written first, are what the SAI queries find among the load's rows."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from iact.cassandra.session import open_session
+    from iact.collector.rows import COLUMNS, PARTITION_KEY
+    from iact.sink.cassandra import CassandraSink
+
+    probe = [dict(r, line_id=uuid.uuid4(), severity="err", severity_code=3, program="readprobe")
+             for r in _rows(200, "readprobe")]  # fmt: skip
+    sink = CassandraSink(_settings(target), "logging", "infrastructure_logs", COLUMNS, PARTITION_KEY,
+                         consistency=target["consistency"])  # fmt: skip
+    sink.write(_rows(2000, "cap0") + probe)
+    sink.close()
+    out: dict[str, dict[str, float]] = {}
+    with open_session(_reader_settings(target)) as session:
+        from cassandra import ConsistencyLevel
+
+        statements = {label: session.prepare(cql) for label, cql in READS.items()}
+        for stmt in statements.values():
+            stmt.consistency_level = getattr(ConsistencyLevel, target["consistency"])
+
+        def args(label: str) -> tuple:
+            now = datetime.now(UTC)
+            if "newest" in label:
+                return ("cap0", now.date(), now.hour)
+            if "counted" in label:
+                return ("cap0", now.date(), now.hour, now - timedelta(minutes=1), now)
+            return (now.date(),)
+
+        def measure(stop: threading.Event, until: float) -> dict[str, list[float]]:
+            times: dict[str, list[float]] = {label: [] for label in statements}
+            while time.time() < until and not stop.is_set():
+                for label, stmt in statements.items():
+                    t = time.perf_counter()
+                    list(session.execute(stmt, args(label)))
+                    times[label].append(time.perf_counter() - t)
+            return times
+
+        idle = measure(threading.Event(), time.time() + min(seconds, 15))
+        loaded: dict[str, list[float]] = {}
+        stop = threading.Event()
+
+        def run() -> None:
+            loaded.update(measure(stop, time.time() + 3600))
+
+        reader = threading.Thread(target=run, daemon=True)
+        reader.start()
+        try:
+            load = run_writers(target, procs, seconds)
+        finally:
+            stop.set()
+            reader.join(120)
+        for label in statements:
+            quiet, busy = sorted(idle[label]), sorted(loaded.get(label, [])) or [float("nan")]
+            out[label] = {"idle_p50_ms": 1000 * statistics.median(quiet), "idle_p99_ms": 1000 * _p99(quiet),
+                          "load_p50_ms": 1000 * statistics.median(busy), "load_p99_ms": 1000 * _p99(busy),
+                          "load_rows_per_s": load["rows_per_s"]}  # fmt: skip
+    return out
+
+
+def _reads(report: dict, target: dict, args: argparse.Namespace) -> int:
+    """Read latency idle and under the load of `--max-procs` writers; merged into --json under "reads"."""
+    procs = args.max_procs if args.max_procs != 4 or args.lab else 2
+    print(f"{target['name']}; read latency, idle and while {procs} writer processes load the nodes")
+    reads = reads_under_load(target, procs, args.seconds)
+    print(f"  {'query':<45} {'idle p50':>9} {'idle p99':>9} {'load p50':>9} {'load p99':>9}")
+    for label, r in reads.items():
+        print(f"  {label:<45} {r['idle_p50_ms']:>7.1f}ms {r['idle_p99_ms']:>7.1f}ms "
+              f"{r['load_p50_ms']:>7.1f}ms {r['load_p99_ms']:>7.1f}ms")  # fmt: skip
+    rate = next(iter(reads.values()))["load_rows_per_s"]
+    print(f"  (the writers meanwhile: {rate:,.0f} rows/s)")
+    if args.json:
+        merged = json.loads(args.json.read_text()) if args.json.exists() else {}
+        merged.setdefault("lab" if args.lab else "loopback", {})["reads"] = reads | {"_writers": procs}
+        args.json.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
 def _driver_only(report: dict, target: dict, args: argparse.Namespace) -> int:
     """One writer's rows/s and client CPU, then the agents end to end: what a driver build changes."""
     one = report["steps"][0]
@@ -391,6 +507,7 @@ def main() -> int:
     ap.add_argument("--max-procs", type=int, default=4, help="writer processes at most")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--bytes-only", action="store_true", help="only bytes per row on disk (a loopback node)")
+    ap.add_argument("--reads", action="store_true", help="only the read latency of the queries, idle and under load")
     ap.add_argument(
         "--driver-only",
         action="store_true",
@@ -406,6 +523,8 @@ def main() -> int:
         target, node = loopback_target()
     report: dict[str, Any] = {"target": target["name"], "nodes": target["nodes"], "cores": os.cpu_count()}
     try:
+        if args.reads:
+            return _reads(report, target, args)
         print(f"{target['name']}; {os.cpu_count()} cores; {driver_build()}")
         print(f"{'writers':>7} {'rows/s':>9} {'client CPU':>10} {'nodes CPU':>9} {'call p50':>9} {'call p99':>9} "
               f"{'coord p99':>9}")  # fmt: skip
