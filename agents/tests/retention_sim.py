@@ -7,8 +7,9 @@ now with 45 days to live. Each simulated day is flushed on its own, as the memta
 receives rows in time order would be. TWCS buckets SSTables by their newest write timestamp, so it
 sees the windows the real cluster would.
 
-Used by tests/test_retention_simulation.py (a few windows, the last ones expiring during the test)
-and bench/capacity.py (the whole retention at a larger scale, reported in bytes per row).
+Used by tests/test_retention_simulation.py (a few windows, the last ones expiring during the test),
+bench/capacity.py (bytes per row) and bench/retention.py (all 90 days at a larger scale: windows,
+bytes per row, expiry).
 """
 
 from __future__ import annotations
