@@ -33,12 +33,14 @@ KS = "retention_bench"
 TABLE = "infrastructure_logs"
 
 
-def pending_compactions(home: Path, jmx: int) -> int:
-    """Compaction tasks the node still has queued: the SSTable count means nothing before they ran."""
+def compactions_left(home: Path, jmx: int) -> int:
+    """Compactions queued or running: the SSTable count means nothing before they are done."""
     from retention_sim import nodetool
 
-    m = re.search(r"pending tasks: (\d+)", nodetool(home, jmx, "compactionstats"))
-    return int(m.group(1)) if m else 0
+    out = nodetool(home, jmx, "compactionstats")
+    m = re.search(r"pending tasks: (\d+)", out)
+    running = len(re.findall(r"^\s*\S+\s+Compaction\s", out, re.M))  # one line per active task
+    return (int(m.group(1)) if m else 0) + running
 
 
 def main() -> int:
@@ -83,7 +85,7 @@ def main() -> int:
             newest_days = sum(1 for d in days if window_start(d, size) == windows[-1])
             # A day's rows reach 24 hours back from its moment: the oldest row's window comes first.
             first = window_start(days[0] - timedelta(seconds=DAY - 1), size)
-            wait_for(lambda: pending_compactions(home, jmx) == 0, 1800, "compaction to settle", interval=5)
+            wait_for(lambda: compactions_left(home, jmx) == 0, 1800, "compaction to settle", interval=5)
             # The count settles a moment after the last task: look until two reads agree.
             live = wait_for(lambda: (a := table_stats(home, jmx, KS, TABLE)) == table_stats(home, jmx, KS, TABLE)
                             and a, 120, "a stable SSTable count", interval=3)  # fmt: skip
@@ -107,7 +109,9 @@ def main() -> int:
             expiring = table_stats(home, jmx, KS, TABLE)
 
             def dropped() -> object:
-                sim.day(windows[-2] + timedelta(days=1), rows_per_host=1)  # a flush makes TWCS look
+                # A flush is what makes TWCS look for expired SSTables (as in the test): one row into a
+                # closed window, which TWCS compacts back into that window's one SSTable.
+                sim.day(windows[-2] + timedelta(days=1), rows_per_host=1)
                 nodetool(home, jmx, "flush", KS, TABLE)
                 stats = table_stats(home, jmx, KS, TABLE)
                 return stats if stats.sstables <= live.sstables and stats.live_bytes < expiring.live_bytes else None
