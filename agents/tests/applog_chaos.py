@@ -33,7 +33,12 @@ from tcp_proxy import TcpProxy
 from iact.sink.spool import Spool
 
 APP = Path(__file__).with_name("applog_chaos_app.py")
-MAX_EMIT_SECONDS = 0.5  # a logging call slower than this blocked the application
+# A logging call slower than this blocked the application. Wall time, so it carries slack like
+# FLUSH_SLACK: in CI these tests share 2 cores with three Cassandra nodes under rolling restarts, and
+# a runnable thread waited 0.62 s for a core there (CI run 13). A real block waits on the writer's
+# I/O, whose timeouts are seconds. Exact would be wall time minus CPU and run-queue time
+# (/proc/thread-self/schedstat); not done yet.
+MAX_EMIT_SECONDS = 1.5
 FLUSH_SLACK = 1.0  # flush(t) may return this much after t on a loaded 2-core runner
 TMPFS_SIZE = "4m"
 
