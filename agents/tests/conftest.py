@@ -22,6 +22,10 @@ settings.register_profile("ci", derandomize=True, max_examples=300, deadline=Non
 settings.register_profile("explore", max_examples=20_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The suite runs beside the `full` scenario in CI, on a machine at 99 % CPU: the session node may
+# take longer than the production default of 10 s to answer its first connection.
+TEST_CONNECT_TIMEOUT = 30.0
+
 
 @pytest.fixture(scope="session")
 def tls_ca():
@@ -36,7 +40,9 @@ def cassandra_node(tls_ca):
     node = CassandraNode(Path(tempfile.mkdtemp(prefix="iact-cassandra-")), tls=(issued.bundle, tls_ca.ca_file))
     try:
         node.start()
-        settings = ConnectionSettings(contact_points=("127.0.0.1",), port=node.port)
+        settings = ConnectionSettings(
+            contact_points=("127.0.0.1",), port=node.port, connect_timeout=TEST_CONNECT_TIMEOUT
+        )
         params = SchemaParams(replication=(("dc1", 1),))
         with open_session(settings) as session:
             apply_migrations(session, params, load_migrations(find_cql_dir(), params), lambda _line: None)
@@ -47,7 +53,9 @@ def cassandra_node(tls_ca):
 
 @pytest.fixture(scope="session")
 def cassandra_settings(cassandra_node):
-    return ConnectionSettings(contact_points=("127.0.0.1",), port=cassandra_node.port)
+    return ConnectionSettings(
+        contact_points=("127.0.0.1",), port=cassandra_node.port, connect_timeout=TEST_CONNECT_TIMEOUT
+    )
 
 
 @pytest.fixture
