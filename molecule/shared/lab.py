@@ -183,8 +183,8 @@ def in_container(node: str, argv: list[str]) -> subprocess.CompletedProcess | No
     connection does (plugins/connection/iact_podman.py): a `podman exec` costs some 0.3 s of podman,
     conmon and runc, and the tests poll nodes thousands of times. None when the node cannot be
     entered that way (not root, stopped): then ask podman."""
-    pid = iact_podman.entry(node)
-    done = None if pid is None else iact_podman.nsenter(pid, argv)
+    into = iact_podman.entry(node)
+    done = None if into is None else iact_podman.nsenter(into, argv)
     if done is None:
         return None
     return subprocess.CompletedProcess(
@@ -198,8 +198,8 @@ def in_container(node: str, argv: list[str]) -> subprocess.CompletedProcess | No
 def _testinfra_podman_run(self, command: str, *args: str, **kwargs) -> testinfra.backend.base.CommandResult:
     """testinfra's podman backend, through nsenter when it can (see in_container)."""
     cmd = self.get_command(command, *args)
-    pid = iact_podman.entry(self.name) if self.user in (None, "root") else None
-    done = None if pid is None else iact_podman.nsenter(pid, ["/bin/sh", "-c", cmd])
+    into = iact_podman.entry(self.name) if self.user in (None, "root") else None
+    done = None if into is None else iact_podman.nsenter(into, ["/bin/sh", "-c", cmd])
     if done is None:
         return _podman_backend_run(self, command, *args, **kwargs)
     return self.result(done.returncode, self.encode(cmd), done.stdout, done.stderr)

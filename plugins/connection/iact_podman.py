@@ -7,12 +7,16 @@ the remote Python instead (one `podman exec` a task), and the container's filesy
 for the tasks that copy files. The collection's plugin disables
 pipelining only because it runs `podman exec` without `-i`.
 
-Run as root, even that one `podman exec` (podman, conmon and runc: some PODMAN_EXEC_CPU of CPU a
-task on the CI machine, which the verify spends thousands of times) is replaced by `nsenter` into
-the namespaces of the container's init, with the init's environment (what `podman exec` gives).
-The init's PID comes from `podman inspect` once per container and is kept in a small cache, checked
-against the process's start time on every use, so a stopped or re-created container falls back to
-`podman exec` and reports what podman reports. Files go through /proc/PID/root. See `entry()`.
+Run as root, even that one `podman exec` is replaced by `nsenter` (`nsenter()`): podman, conmon and
+runc took 340 ms of wall time a command on the loaded CI machine against 8 ms, and a CI run spends
+thousands of them (tasks, and the tests' polls through molecule/shared/lab.py). The command gets
+what `podman exec` gives it: the container's namespaces, root, working directory, cgroups,
+environment, capability bounding set, umask and open-files/processes limits; not its seccomp
+filter. The init's PID and cgroup come from `podman inspect` once per container and are cached in
+/run/iact-podman, checked against the process's start time on every use; a stopped, stopping,
+paused or re-created container goes to `podman exec`, which reports what podman reports (a
+missing or stopped container is unreachable). Files go through /proc/PID/root.
+IACT_PODMAN_NSENTER=0 turns it off.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ name: iact_podman
 short_description: Run tasks in podman containers, with pipelining
 description:
   - containers.podman.podman with pipelining (C(podman exec -i)), mounting the container only to copy files.
+  - Run as root, it enters the container with C(nsenter) instead of C(podman exec) (environment variable
+    C(IACT_PODMAN_NSENTER=0) turns that off), and copies files through C(/proc/PID/root).
 author: IACT Observability
 options:
   remote_addr:
@@ -74,71 +80,119 @@ options:
       - name: ansible_pipelining
 """
 
+import contextlib
 import hashlib
 import os
+import resource
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ansible.errors import AnsibleConnectionFailure
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot: with the PID, it names one process."""
+@dataclass(frozen=True)
+class Entry:
+    """How to enter a running container: its init's host PID and its cgroup (podman's CgroupPath)."""
+
+    pid: int
+    cgroup: str
+
+
+# Root-only and emptied at boot (a PID and start time name a process only until the next boot).
+CACHE_DIR = Path("/run/iact-podman")
+NSENTER = shutil.which("nsenter")
+# The cgroup hierarchies a `podman exec` joins (runc joins the container's path in each one mounted).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _process(pid: int) -> tuple[str, str] | None:
+    """The process's state and start time (clock ticks since boot: with the PID, one process)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None  # field 22 of proc(5); fields[0] is field 3
+    fields = text.rsplit(")", 1)[-1].split()
+    return (fields[0], fields[19]) if len(fields) > 19 else None  # fields 3 and 22 of proc(5)
 
 
-def _cache_file(podman: str, extra_args: str, container: str) -> Path:
+def _live(pid: int, started: str) -> bool:
+    """The process is the one cached, and neither a zombie nor dying (an init that exits)."""
+    found = _process(pid)
+    return found is not None and found[1] == started and found[0] not in ("Z", "X")
+
+
+def _cache_file(podman: str, extra_args: str, container: str) -> Path | None:
+    """The cache entry's path, or None when the directory is not root's alone (never trusted then)."""
+    try:
+        CACHE_DIR.mkdir(mode=0o700, exist_ok=True)
+        info = CACHE_DIR.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:
+        return None
     key = hashlib.sha256(f"{podman}\0{extra_args}\0{container}".encode()).hexdigest()[:32]
-    return Path(tempfile.gettempdir()) / f"iact-podman-{os.getuid()}" / key
+    return CACHE_DIR / key
 
 
-def entry(container: str, podman: str = "podman", extra_args: str = "") -> int | None:
-    """The host PID of the container's init when this process can enter it with nsenter, else None.
+def _frozen(cgroup: str) -> bool:
+    """A paused container: podman exec refuses it, and so does this."""
+    try:
+        return (CGROUP_ROOT / "freezer" / cgroup.lstrip("/") / "freezer.state").read_text().strip() != "THAWED"
+    except OSError:
+        return False
+
+
+def entry(container: str, podman: str = "podman", extra_args: str = "") -> Entry | None:
+    """How to enter the container with nsenter, else None.
 
     None (use `podman exec`) when IACT_PODMAN_NSENTER=0, when not root, without nsenter, when the
-    container does not run, or when it has a user namespace of its own (rootless podman, --userns):
-    entering that one needs the mappings podman sets up.
+    container does not run or is paused, or when it has a user namespace of its own (rootless
+    podman, --userns): entering that one needs the mappings podman sets up.
     """
-    if os.geteuid() != 0 or not shutil.which("nsenter") or os.environ.get("IACT_PODMAN_NSENTER") == "0":
+    if os.geteuid() != 0 or not NSENTER or os.environ.get("IACT_PODMAN_NSENTER") == "0":
         return None
     cache = _cache_file(podman, extra_args, container)
     try:
-        pid_text, started = cache.read_text().split()
-        if _start_time(int(pid_text)) == started:
-            return int(pid_text)
+        pid_text, started, cgroup = cache.read_text().split() if cache else ("", "", "")
+        if _live(int(pid_text), started):
+            return None if _frozen(cgroup) else Entry(int(pid_text), cgroup)
     except (OSError, ValueError):
         pass
     found = subprocess.run(
-        [podman, *shlex.split(extra_args), "inspect", "--type", "container", "-f", "{{.State.Pid}}", container],
+        [podman, *shlex.split(extra_args), "inspect", "--type", "container", "-f",
+         "{{.State.Pid}} {{.State.CgroupPath}}", container],
         capture_output=True,
         text=True,
         check=False,
-    )
+    )  # fmt: skip
     try:
-        pid = int(found.stdout.strip()) if found.returncode == 0 else 0
+        pid_text, cgroup = found.stdout.split() if found.returncode == 0 else ("0", "")
+        pid = int(pid_text)
         if pid <= 0 or os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
             return None
     except (OSError, ValueError):
         return None
-    started = _start_time(pid)
-    if started is None:
+    process = _process(pid)
+    if process is None or not _live(pid, process[1]) or _frozen(cgroup):
         return None
-    cache.parent.mkdir(mode=0o700, exist_ok=True)
-    partial = cache.with_name(f"{cache.name}.{os.getpid()}")
-    partial.write_text(f"{pid} {started}\n")
-    partial.replace(cache)
-    return pid
+    if cache:
+        try:  # a cache that cannot be written costs an inspect a task, nothing else
+            fd, partial = tempfile.mkstemp(dir=CACHE_DIR)
+            with os.fdopen(fd, "w") as out:
+                out.write(f"{pid} {process[1]} {cgroup}\n")
+            os.replace(partial, cache)
+        except OSError:
+            pass
+    return Entry(pid, cgroup)
 
 
 # Capability numbers of linux/capability.h, for setpriv's names.
@@ -198,32 +252,76 @@ def _bounding_set(pid: int) -> list[str]:
     return ["setpriv", "--inh-caps", "-all", "--bounding-set", f"-all{',' if kept else ''}{kept}", "--"]
 
 
+def _limits(pid: int) -> list[tuple[int, int, int]]:
+    """The init's open-files and processes limits (podman's default_ulimits), for the command."""
+    names = {"Max open files": resource.RLIMIT_NOFILE, "Max processes": resource.RLIMIT_NPROC}
+    limits = []
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        for name, which in names.items():
+            if line.startswith(name):
+                soft, hard = (resource.RLIM_INFINITY if v == "unlimited" else int(v) for v in line[26:].split()[:2])
+                limits.append((which, soft, hard))
+    return limits
+
+
+def _joiner(into: Entry, limits: list[tuple[int, int, int]]) -> Callable[[], None]:
+    """What the child does before it execs nsenter: the container's cgroups (so the command's CPU
+    counts against the container's share, as with podman exec) and its limits. Syscalls only: it
+    runs between fork and exec."""
+    procs = [str(d / into.cgroup.lstrip("/") / "cgroup.procs") for d in CGROUP_ROOT.iterdir()]
+
+    def join() -> None:
+        for path in procs:
+            try:
+                fd = os.open(path, os.O_WRONLY)
+            except OSError:
+                continue  # a hierarchy without the container's path (unmounted controllers)
+            try:
+                os.write(fd, b"0")
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        for which, soft, hard in limits:
+            with contextlib.suppress(OSError, ValueError):
+                resource.setrlimit(which, (soft, hard))
+
+    return join
+
+
 def nsenter(
-    pid: int, argv: list[str], in_data: bytes | None = None, timeout: float | None = None
+    into: Entry, argv: list[str], in_data: bytes | None = None, timeout: float | None = None
 ) -> subprocess.CompletedProcess[bytes] | None:
-    """Run argv in the container whose init is `pid`, as `podman exec` would: its namespaces, root,
-    working directory, environment and capabilities (not its seccomp filter). None when the
-    container stopped before argv ran (the caller then asks podman, which says so)."""
+    """Run argv in the container as `podman exec` would: in its namespaces, root, working directory,
+    cgroups, environment, capabilities, umask and open-files and processes limits (not its seccomp
+    filter). None when the container could not be entered, stopped or stopping (the caller then
+    asks podman, which says why)."""
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        capabilities = _bounding_set(pid)
+        environ = Path(f"/proc/{into.pid}/environ").read_bytes().split(b"\0")
+        capabilities = _bounding_set(into.pid)
+        limits = _limits(into.pid)
     except (OSError, StopIteration, ValueError):
         return None
-    env = dict(item.split(b"=", 1) for item in environ if b"=" in item)
-    env.pop(b"container_uuid", None)  # systemd's, not part of the container's configured environment
-    env.setdefault(b"HOME", b"/root")
-    command = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w", "--", *capabilities, *argv]
+    # The environment is set inside, by the container's env: nsenter itself runs with this one.
+    env = [item for item in environ if b"=" in item and not item.startswith(b"container_uuid=")]
+    if not any(item.startswith(b"HOME=") for item in env):
+        env.append(b"HOME=/root")
+    namespaces = ["-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w"]
+    command = [NSENTER, "-t", str(into.pid), *namespaces, "--", "env", "-i", *env, *capabilities, *argv]
     done = subprocess.run(
         command,
         input=in_data,
         stdin=subprocess.DEVNULL if in_data is None else None,
         capture_output=True,
-        env=env,
         timeout=timeout,
         check=False,
+        umask=0o022,
+        preexec_fn=_joiner(into, limits),
     )
-    if done.returncode != 0 and done.stderr.startswith(b"nsenter: ") and not Path(f"/proc/{pid}").exists():
-        return None
+    if done.returncode != 0 and done.stderr.startswith(b"nsenter: ") and b"failed to execute" not in done.stderr:
+        return None  # it did not get in: a container on its way out
+    if done.returncode < 0:  # killed by a signal: nsenter dies of it too, podman exec exits 128+N
+        done.returncode = 128 - done.returncode
     return done
 
 
@@ -245,25 +343,31 @@ class Connection(PodmanConnection):
             self._mounted = True
             super()._connect()
 
-    def _entry(self) -> int | None:
+    def _entry(self) -> Entry | None:
         if self.user and self.user != "root":
             return None
         return entry(self._container_id, self.get_option("podman_executable"), self.get_option("podman_extra_args"))
 
     def put_file(self, in_path: str, out_path: str) -> None:
         """Copy through /proc/PID/root, else the container's mounted filesystem (mounted on first use)."""
-        pid = self._entry()
-        if pid is not None:
-            shutil.copyfile(in_path, f"/proc/{pid}/root{out_path}")
+        into = self._entry()
+        if into is not None:
+            try:
+                shutil.copyfile(in_path, f"/proc/{into.pid}/root{out_path}")
+            except OSError as exc:
+                raise AnsibleError(f"could not copy {in_path} to {out_path} in {self._container_id}: {exc}") from exc
             return
         self._mount()
         super().put_file(in_path, out_path)
 
     def fetch_file(self, in_path: str, out_path: str) -> None:
         """Fetch through /proc/PID/root, else the container's mounted filesystem (mounted on first use)."""
-        pid = self._entry()
-        if pid is not None:
-            shutil.copyfile(f"/proc/{pid}/root{in_path}", out_path)
+        into = self._entry()
+        if into is not None:
+            try:
+                shutil.copyfile(f"/proc/{into.pid}/root{in_path}", out_path)
+            except OSError as exc:
+                raise AnsibleError(f"could not fetch {in_path} from {self._container_id}: {exc}") from exc
             return
         self._mount()
         super().fetch_file(in_path, out_path)
@@ -272,8 +376,9 @@ class Connection(PodmanConnection):
         """Run the command through nsenter when the container can be entered, else `podman exec`
         (with input, a pipelined module, keeping stdin open with `-i`)."""
         self._connected = True
-        pid = self._entry()
-        done = None if pid is None else nsenter(pid, shlex.split(to_native(cmd, errors="surrogate_or_strict")), in_data)
+        into = self._entry()
+        argv = shlex.split(to_native(cmd, errors="surrogate_or_strict"))
+        done = None if into is None else nsenter(into, argv, in_data)
         if done is not None:
             return done.returncode, done.stdout, done.stderr
         if in_data is None:
@@ -283,6 +388,9 @@ class Connection(PodmanConnection):
         # Without pipelining the first command (mkdir of the temporary directory) meets a missing or
         # stopped container and Ansible reports the host unreachable; keep that, rather than a
         # module failure, so `ignore_unreachable` and `is unreachable` still mean what they say.
-        if rc == 125 and any(m in err for m in (b"no such container", b"container state improper", b"not running")):
+        # podman 4.3 exits 125 for a missing container and 255 for a stopped one.
+        if rc in (125, 255) and any(
+            m in err for m in (b"no such container", b"container state improper", b"not running")
+        ):
             raise AnsibleConnectionFailure(f"container {self._container_id}: {to_native(err).strip()}")
         return rc, out, err
