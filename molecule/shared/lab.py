@@ -8,7 +8,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -16,16 +15,12 @@ from pathlib import Path
 
 import pytest
 import testinfra
-import testinfra.backend.base
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 from cassandra.query import SimpleStatement
-from testinfra.backend.podman import PodmanBackend
 
 NODES = ("cass1", "cass2", "cass3")
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "plugins" / "connection"))
-import iact_podman  # noqa: E402  (the lab's connection plugin: nsenter into a container)
 
 
 def secrets_dir() -> Path:
@@ -168,45 +163,7 @@ def recap(stdout: str) -> dict[str, dict[str, int]]:
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`podman ARGS`; a plain `podman exec NODE CMD...` goes through nsenter (in_container)."""
-    if len(args) > 2 and args[0] == "exec" and not args[1].startswith("-"):
-        done = in_container(args[1], list(args[2:]))
-        if done is not None:
-            if check:
-                done.check_returncode()
-            return done
     return subprocess.run(["podman", *args], check=check, capture_output=True, text=True)
-
-
-def in_container(node: str, argv: list[str]) -> subprocess.CompletedProcess | None:
-    """Run argv in the node as `podman exec` would, through nsenter, the way the lab's Ansible
-    connection does (plugins/connection/iact_podman.py): a `podman exec` costs some 0.3 s of podman,
-    conmon and runc, and the tests poll nodes thousands of times. None when the node cannot be
-    entered that way (not root, stopped): then ask podman."""
-    into = iact_podman.entry(node)
-    done = None if into is None else iact_podman.nsenter(into, argv)
-    if done is None:
-        return None
-    return subprocess.CompletedProcess(
-        done.args,
-        done.returncode,
-        done.stdout.decode(errors="replace"),
-        done.stderr.decode(errors="replace"),
-    )
-
-
-def _testinfra_podman_run(self, command: str, *args: str, **kwargs) -> testinfra.backend.base.CommandResult:
-    """testinfra's podman backend, through nsenter when it can (see in_container)."""
-    cmd = self.get_command(command, *args)
-    into = iact_podman.entry(self.name) if self.user in (None, "root") else None
-    done = None if into is None else iact_podman.nsenter(into, ["/bin/sh", "-c", cmd])
-    if done is None:
-        return _podman_backend_run(self, command, *args, **kwargs)
-    return self.result(done.returncode, self.encode(cmd), done.stdout, done.stderr)
-
-
-_podman_backend_run = PodmanBackend.run
-PodmanBackend.run = _testinfra_podman_run
 
 
 AGENT_STATUS = "/opt/iact/collector/venv/bin/iact-collector status --json --max-age 30"

@@ -9,7 +9,7 @@ pipelining only because it runs `podman exec` without `-i`.
 
 Run as root, even that one `podman exec` is replaced by `nsenter` (`nsenter()`): podman, conmon and
 runc took 340 ms of wall time a command on the loaded CI machine against 8 ms, and a CI run spends
-thousands of them (tasks, and the tests' polls through molecule/shared/lab.py). The command gets
+thousands of them. The command gets
 what `podman exec` gives it: the container's namespaces, root, working directory, cgroups,
 environment, capability bounding set, umask and open-files/processes limits; not its seccomp
 filter. The init's PID and cgroup come from `podman inspect` once per container and are cached in
@@ -316,6 +316,9 @@ def nsenter(
         timeout=timeout,
         check=False,
         umask=0o022,
+        # Between fork and exec: safe in Ansible's worker processes (one thread each). A process
+        # with threads (a Cassandra driver's, in the tests) should keep to `podman exec`: CI run 16
+        # hung in a driver's query while such a process forked here.
         preexec_fn=_joiner(into, limits),
     )
     if done.returncode != 0 and done.stderr.startswith(b"nsenter: ") and b"failed to execute" not in done.stderr:

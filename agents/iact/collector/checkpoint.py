@@ -65,6 +65,10 @@ class Checkpoints:
         self.journal_hosts: list[tuple[str, str]] = []  # (since, host): a rename applies to later entries
         self.known_paths: set[str] = set()
         self.last_saved: float | None = None  # when the previous run last saved (None: first run)
+        # When the last finished scan for files began: a file created since and never registered was
+        # never seen. Not last_saved: acknowledgements save while the reader is busy between scans.
+        self.scanned_at: float | None = None
+        self.saved_scan: float | None = None  # scanned_at as the previous run last saved it
         self._dirty = False
         self._load()
 
@@ -85,7 +89,19 @@ class Checkpoints:
         self.journal_cursor = data.get("journal_cursor")
         self.journal_hosts = [(str(a), str(b)) for a, b in data.get("journal_hosts", [])]
         self.last_saved = data.get("saved_at")
+        self.saved_scan = data.get("scanned_at")
+        # Until this run finishes a scan, its saves keep the previous run's: a restart's first scan
+        # registers files (and saves) before it has looked for the unseen ones.
+        self.scanned_at = self.unseen_since
         self.known_paths = set(data.get("known_paths", [])) | {s.path for s in self.files.values()}
+
+    @property
+    def unseen_since(self) -> float | None:
+        """From when on a rotated file the previous run never registered can only be one it never saw
+        (None on a first run). Files saved by an older agent have no scan time: their last save."""
+        if self.last_saved is None:
+            return None
+        return self.saved_scan if self.saved_scan is not None else self.last_saved
 
     def register(self, state: FileState) -> None:
         """A new file generation: saved at once, so its key is fixed before any of its rows are sent."""
@@ -178,6 +194,7 @@ class Checkpoints:
                 "journal_hosts": self.journal_hosts,
                 "known_paths": sorted(self.known_paths),
                 "saved_at": time.time(),
+                "scanned_at": self.scanned_at,
             }
             self._dirty = False
         try:

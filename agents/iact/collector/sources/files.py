@@ -51,7 +51,9 @@ class Tracked:
     cut: int = 0
     rotated: bool = False
     last_size: int = -1
-    last_ctime: int = -1  # st_ctime_ns: changes on every write and on truncation, even back to the same size
+    # st_ctime_ns: changes on every write and on truncation, even back to the same size. Set from the
+    # look that discovered the file, so its first read sees what changed since (-1: not known).
+    last_ctime: int = -1
     checked_at: float = 0.0  # wall time of this look at the file...
     prev_checked_at: float = 0.0  # ...and of the one before: anything rotated since is a candidate
     last_growth: float = field(default_factory=time.monotonic)
@@ -174,14 +176,19 @@ class FileTailer:
         nl = tail.rfind(b"\n")
         return size if nl < 0 and size > 64 * 1024 else max(0, size - len(tail) + nl + 1)
 
-    def _track(self, state: FileState, spec: FileSource, fd: int, rotated: bool = False) -> None:
+    def _track(
+        self, state: FileState, spec: FileSource, fd: int, rotated: bool = False, seen: os.stat_result | None = None
+    ) -> None:
         with self.checkpoints.lock:  # offset and last_ts from the same acknowledgement
-            self._track_locked(state, spec, fd, rotated)
+            self._track_locked(state, spec, fd, rotated, seen)
 
-    def _track_locked(self, state: FileState, spec: FileSource, fd: int, rotated: bool) -> None:
+    def _track_locked(
+        self, state: FileState, spec: FileSource, fd: int, rotated: bool, seen: os.stat_result | None
+    ) -> None:
         self.tracked[state.key] = Tracked(
             state=state, spec=spec, fd=fd, pos=state.offset, line_start=state.offset, rotated=rotated,
             first_ts=state.last_ts or state.first_seen, follows=state.last_ts is not None,
+            last_ctime=seen.st_ctime_ns if seen is not None else -1,
         )  # fmt: skip
 
     def discover(self) -> None:
@@ -222,7 +229,9 @@ class FileTailer:
                 log.info("following %s from offset %d", path, state.offset)
             else:
                 state.path, state.closed_at = path, None
-            self._track(state, spec, fd)
+            # The status lists the file from now on, before its first read: a file written and
+            # copy-truncated in between (a busy machine stretches the gap) is told by its ctime.
+            self._track(state, spec, fd, seen=st)
             by_identity[(st.st_dev, st.st_ino)] = self.tracked[state.key]
         if rotated_paths and not self._initial:
             # Rotated twice since the last look: the file in between was never seen. Looked for after
@@ -231,8 +240,11 @@ class FileTailer:
             self._deferred_unseen.append((since, rotated_paths))
         if self._initial:
             self._resume_rotated_while_stopped()
-            self._unseen_rotations(self.checkpoints.last_saved, sorted(self.checkpoints.known_paths))
+            self._unseen_rotations(self.checkpoints.unseen_since, sorted(self.checkpoints.known_paths))
             self._initial = False
+        # Everything that existed when this scan began is registered now (or read as a rotation),
+        # except the files between two rotations, sought after this poll's reads (see poll()).
+        self.checkpoints.scanned_at = min([self._discovered_at, *(s for s, _ in self._deferred_unseen if s)])
 
     def _resume_rotated_while_stopped(self) -> None:
         specs = {s.source: s for s in self.specs}
@@ -372,6 +384,11 @@ class FileTailer:
             if _fingerprint(fd, state.fp_len)[0] == state.fp and st.st_size >= state.offset:
                 log.info("%s is the copytruncate copy of %s; resuming at offset %d", path, state.path, state.offset)
                 state.path, state.dev, state.ino, state.truncated = path, st.st_dev, st.st_ino, False
+                if state.fp_len == 0:
+                    # Seen only empty: its identity is now the copy's first bytes (saved with the new
+                    # generation's registration), so a restart before the copy's first read resumes
+                    # it instead of forgetting a generation with nothing read.
+                    state.fp, state.fp_len = _fingerprint(fd)
                 self.copies_adopted += 1
                 return fd
             os.close(fd)
@@ -404,8 +421,10 @@ class FileTailer:
         for t in list(self.tracked.values()):
             yield from self._read(t)
         while self._deferred_unseen:
-            since, paths = self._deferred_unseen.pop(0)
+            since, paths = self._deferred_unseen[0]
             self._unseen_rotations(since, paths)
+            self._deferred_unseen.pop(0)
+        self.checkpoints.scanned_at = self._discovered_at
 
     def _check_replaced(self, t: Tracked, st: os.stat_result) -> bool:
         """Truncated (size below our position) or rewritten (first bytes changed)? copytruncate does both."""
@@ -414,7 +433,7 @@ class FileTailer:
         head = os.pread(t.fd, FP_BYTES, 0)  # one read: checked and, below, sharpened from the same bytes
         if t.state.fp_len and hashlib.sha256(head[: t.state.fp_len]).hexdigest() != t.state.fp:
             return True
-        if t.state.fp_len == 0 and t.last_ctime >= 0 and self._copied_away(t, st, head):
+        if t.state.fp_len == 0 and 0 <= t.last_ctime != st.st_ctime_ns and self._copied_away(t, st, head):
             # Seen only empty, then written and copy-truncated between two polls (and maybe written
             # again): no first bytes to compare, but a new sibling holding the old content tells.
             return True
@@ -432,7 +451,12 @@ class FileTailer:
         the live file still starts with is not yet a reason to replace it: reading the live file now
         and the copy later would store the same lines under two generations.
         """
+        first_read = t.last_size < 0
         for path, cst in self._copy_candidates(t.state):
+            if first_read and cst.st_mtime_ns <= t.last_ctime:
+                # At the first read, the look before was the discovery: a sibling last written before
+                # the file as discovered is a rotation (start_position: end skips it), not its copy.
+                continue
             fd = self._open(path)
             if fd is None:
                 continue
