@@ -412,3 +412,32 @@ def test_the_first_read_does_not_take_an_older_rotation_for_a_copy(tmp_path):
     append(log, _lines(2, "NEW"))
     got = read_all(t, cp) + read_all(t, cp)
     assert _data(got) == sorted(_lines(2, "NEW").splitlines())
+
+
+def test_a_poll_abandoned_before_its_reads_does_not_count_its_scan_as_done(tmp_path):
+    """A stop or a SIGHUP reload abandons poll() after its scan, before its reads: a file seen only
+    empty and written since is not yet registered with content, so the scan must not be saved as
+    finished (a restart would forget the empty generation and skip its rotation as seen)."""
+    cp = Checkpoints(tmp_path / "state" / "checkpoints.json")
+    specs = [FileSource(path=str(tmp_path / n), source=n, format="raw") for n in ("other.log", "app.log")]
+    t = FileTailer(specs, cp, max_line_bytes=1024, start_position="beginning", rotate_wait=0.0)
+    (tmp_path / "other.log").write_text(_lines(3, "O"))
+    (tmp_path / "app.log").write_text("")
+    got = read_all(t, cp)  # app.log seen only empty
+    cp.save()
+    append(tmp_path / "app.log", _lines(4, "E"))
+    append(tmp_path / "other.log", _lines(2, "O2"))
+    _clock_past(2.2)  # a while before the next scan
+    polling = t.poll()
+    first = next(polling)  # scanned; other.log's first new line handed over
+    got.append(first)
+    cp.ack({first.key: Position(first.key, first.end, None)})
+    polling.close()  # abandoned: the pipeline stops reading
+    cp.save()
+    t.close()
+    os.rename(tmp_path / "app.log", tmp_path / "app.log.1")  # rotated while down
+    (tmp_path / "app.log").write_text(_lines(1, "N"))
+    cp2 = Checkpoints(tmp_path / "state" / "checkpoints.json")
+    t2 = FileTailer(specs, cp2, max_line_bytes=1024, start_position="beginning", rotate_wait=0.0)
+    got += read_all(t2, cp2)
+    assert _data(got) == sorted((_lines(3, "O") + _lines(2, "O2") + _lines(4, "E") + _lines(1, "N")).splitlines())

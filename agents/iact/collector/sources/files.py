@@ -242,9 +242,8 @@ class FileTailer:
             self._resume_rotated_while_stopped()
             self._unseen_rotations(self.checkpoints.unseen_since, sorted(self.checkpoints.known_paths))
             self._initial = False
-        # Everything that existed when this scan began is registered now (or read as a rotation),
-        # except the files between two rotations, sought after this poll's reads (see poll()).
-        self.checkpoints.scanned_at = min([self._discovered_at, *(s for s, _ in self._deferred_unseen if s)])
+        if self.checkpoints.scanned_at is None:  # a first run: nothing before it to seek
+            self.checkpoints.scanned_at = self._discovered_at
 
     def _resume_rotated_while_stopped(self) -> None:
         specs = {s.source: s for s in self.specs}
@@ -424,6 +423,10 @@ class FileTailer:
             since, paths = self._deferred_unseen[0]
             self._unseen_rotations(since, paths)
             self._deferred_unseen.pop(0)
+        # Everything that existed when this poll's scan began is registered now with what it held:
+        # read, or claimed as a copy or a rotation. Not before the reads (a stop or a reload
+        # abandons the poll after its scan): a file seen only empty and written since is registered
+        # with content only by its read, and the file between two copytruncates only through it.
         self.checkpoints.scanned_at = self._discovered_at
 
     def _check_replaced(self, t: Tracked, st: os.stat_result) -> bool:
