@@ -130,8 +130,12 @@ credentials_validity: 0ms
 
     def start(self, timeout: float = 180) -> None:
         env = dict(os.environ, JMX_PORT=str(self.jmx_port), CASSANDRA_LOG_DIR=str(self.workdir / "logs"))
+        # The node dies with the process that started it (util-linux's setpriv sets the parent-death
+        # signal, kept across exec): a test run killed outright (CI stops a job that ignores SIGINT
+        # with SIGKILL) left its JVM running, and the next runs shared the CPU with it.
+        orphan_guard = ["setpriv", "--pdeathsig", "SIGKILL", "--"] if shutil.which("setpriv") else []
         self.proc = subprocess.Popen(
-            [str(self.home / "bin" / "cassandra"), "-f"],
+            [*orphan_guard, str(self.home / "bin" / "cassandra"), "-f"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
