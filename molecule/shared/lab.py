@@ -196,21 +196,46 @@ def unit_started(node: str, unit: str = "cassandra") -> str:
     return podman("exec", node, "systemctl", "show", unit, "-p", "ExecMainStartTimestampMonotonic").stdout
 
 
+# What a writer on a node runs: numbered lines through syslog(3) to /dev/log, as `logger` sends
+# them (same socket, user.notice, the tag as identifier), every 50 ms until its stop file appears;
+# then how many it sent. One process per node: a shell loop that forked `logger` and `sleep` per
+# line had those three at 29 % of the lab's running tasks (sampled during the TLS migration and
+# the Cassandra upgrade), CPU that the nodes and Ansible then waited for on two cores.
+WRITER = r"""
+import os, sys, syslog, time
+program, run, stop, count = sys.argv[1:]
+for path in (stop, count):
+    if os.path.exists(path):
+        os.remove(path)
+syslog.openlog(program, 0, syslog.LOG_USER)
+i = 0
+try:
+    while not os.path.exists(stop):
+        i += 1
+        syslog.syslog(syslog.LOG_NOTICE, f"run={run} seq={i}")
+        time.sleep(0.05)
+finally:
+    with open(count + ".tmp", "w") as out:
+        out.write(f"{i}\n")
+    os.replace(count + ".tmp", count)
+"""
+
+
+def start_writer(node: str, program: str, run: str, stop: str, count: str) -> None:
+    """Start WRITER on `node` in the background: lines `run=RUN seq=N` tagged `program`."""
+    podman("exec", "-d", node, "python3", "-c", WRITER, program, run, stop, count)
+
+
 class Writers:
-    """`logger` loops on each node (tag `program`, seq numbers), counted by each node when it stops."""
+    """A WRITER on each node (tag `program`, seq numbers), counted by each node when it stops."""
 
     def __init__(self, run: str, nodes: tuple[str, ...] = NODES, program: str = "fotest") -> None:
         self.run, self.nodes, self.program = run, nodes, program
 
     def start(self) -> None:
-        loop = (
-            f"i=0; rm -f /tmp/{self.program}-stop /tmp/{self.program}-count; "
-            f"while [ ! -f /tmp/{self.program}-stop ]; do i=$((i+1)); "
-            f"logger -t {self.program} run={self.run} seq=$i; sleep 0.05; done; echo $i > /tmp/{self.program}-count"
-        )
         self.started = datetime.now(UTC).date()
         for node in self.nodes:
-            podman("exec", "-d", node, "sh", "-c", loop)
+            start_writer(node, self.program, self.run, f"/tmp/{self.program}-stop", f"/tmp/{self.program}-count")
 
     def stop(self) -> dict[str, int]:
         for node in self.nodes:

@@ -18,7 +18,18 @@ from pathlib import Path
 
 import pytest
 from cassandra.query import SimpleStatement
-from conftest import NODES, ROOT, Writers, inventory, operator_env, playbook, podman, secret, wait_until
+from conftest import (
+    NODES,
+    ROOT,
+    Writers,
+    inventory,
+    operator_env,
+    playbook,
+    podman,
+    secret,
+    start_writer,
+    wait_until,
+)
 
 
 def collectors_in_order() -> tuple[str, ...]:
@@ -119,12 +130,8 @@ def test_rolling_upgrade_goes_batch_by_batch_and_loses_no_line(tmp_path, connect
     serial = 2
     src, version = bumped_source(tmp_path)
     run = uuid.uuid4().hex[:8]
-    writer = (
-        f"i=0; rm -f /tmp/upg-stop; while [ ! -f /tmp/upg-stop ]; do i=$((i+1)); "
-        f"logger -t upgtest run={run} seq=$i; sleep 0.05; done; echo $i > /tmp/upg-count"
-    )
     for node in NODES:
-        podman("exec", "-d", node, "sh", "-c", writer)
+        start_writer(node, "upgtest", run, "/tmp/upg-stop", "/tmp/upg-count")
     upgraded = upgrade(src, "-e", f"collector_agent_upgrade_serial={serial}")
     for node in NODES:
         podman("exec", node, "touch", "/tmp/upg-stop")
