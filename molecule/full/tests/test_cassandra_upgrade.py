@@ -3,8 +3,8 @@
 The scenario converges the previous patch release (IACT_CASSANDRA_UPGRADE_FROM, 5.0.8; converge.yml)
 while the inventory names the current one (the role's cassandra_cluster_version, 5.0.9): the role
 keeps an installed node on its version (the TLS migration before this test ran the role without
-moving it), and only the upgrade playbook moves it. While `logger` loops on every node feed the
-agents and an application logs through the handler, the playbook runs twice:
+moving it), and only the upgrade playbook moves it. While a writer on every node (lab.WRITER) feeds
+the agents and an application logs through the handler, the playbook runs twice:
 
 1. cass1's unit is made to start the old release whatever the link says (a stale drop-in): the
    node comes back UN but reports the old version, the version gate stops the run at cass1, and

@@ -86,7 +86,7 @@ class App(threading.Thread):
 
     def assert_delivered_once(self, reader, writers, counts) -> None:
         """The handler neither failed, dropped nor spooled a record; every one of them, and every line of
-        the `logger` writers, is stored exactly once."""
+        the nodes' writers (lab.WRITER), is stored exactly once."""
         stats = self.handler.stats
         assert (stats.write_errors, stats.logs_dropped, stats.logs_spooled) == (0, 0, 0), stats.last_error
         assert stats.logs_written == self.sent

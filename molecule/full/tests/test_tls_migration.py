@@ -1,11 +1,12 @@
 """playbooks/cassandra_enable_tls.yml on a running plaintext cluster, under load, loses and duplicates nothing.
 
-The scenario converges in plaintext. While `logger` loops on every node feed the agents and an
-application logs through the handler (in plaintext, as it was configured before), the playbook
-moves the nodes to accept TLS, then to send it, switches the agents; its gate then waits while the
-application is still connected in plaintext, until the test reconfigures the application with the
-CA as an operator would; then the nodes turn TLS-only. At the end: every line stored exactly once,
-the application's records too, and a plaintext client refused on 9042 and 7000 from another host.
+The scenario converges in plaintext. While a writer on every node (lab.WRITER: syslog lines, as
+`logger` sends them) feeds the agents and an application logs through the handler (in plaintext,
+as it was configured before), the playbook moves the nodes to accept TLS, then to send it, switches
+the agents; its gate then waits while the application is still connected in plaintext, until the
+test reconfigures the application with the CA as an operator would; then the nodes turn TLS-only.
+At the end: every line stored exactly once, the application's records too, and a plaintext client
+refused on 9042 and 7000 from another host.
 """
 
 from __future__ import annotations
