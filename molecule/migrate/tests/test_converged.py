@@ -15,9 +15,9 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import playbook, recap
+from conftest import APP_HOST, NODES, playbook, recap
 
-HOSTS = {"cass1", "cass2", "cass3", "app1"}
+HOSTS = {*NODES, APP_HOST}
 
 
 def changed_tasks(stdout: str) -> list[str]:
