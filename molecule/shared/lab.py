@@ -4,15 +4,13 @@ Each scenario's conftest.py imports everything from here, so pytest sees the fix
 """
 
 import json
-import logging
 import os
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,12 +19,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 from cassandra.query import SimpleStatement
 
-from iact.applog.handler import CassandraHandler
-
-# The scenario's Cassandra nodes and its app host, as its molecule.yml names them (verifier env):
-# `full` and `migrate` run at the same time in CI, each on hosts of its own.
-NODES = tuple(os.environ.get("IACT_LAB_NODES", "cass1 cass2 cass3").split())
-APP_HOST = os.environ.get("IACT_LAB_APP_HOST", "app1")
+NODES = ("cass1", "cass2", "cass3")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -91,7 +84,7 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 2.0):
 
 @pytest.fixture(scope="session")
 def node1():
-    return testinfra.get_host(f"podman://{NODES[0]}")
+    return testinfra.get_host("podman://cass1")
 
 
 @pytest.fixture(scope="session")
@@ -192,9 +185,9 @@ def written(node: str) -> int:
     return int(agent_status(node).get("counters", {}).get("rows_written", 0))
 
 
-def ring_up(expected: int, via: str = "") -> bool:
-    """`nodetool status` seen from `via` (the first node) lists exactly `expected` nodes Up/Normal."""
-    out = podman("exec", via or NODES[0], "nodetool", "status", check=False).stdout
+def ring_up(expected: int, via: str = "cass1") -> bool:
+    """`nodetool status` seen from `via` lists exactly `expected` nodes Up/Normal."""
+    out = podman("exec", via, "nodetool", "status", check=False).stdout
     return out.count("\nUN ") == expected
 
 
@@ -289,72 +282,3 @@ class Writers:
         for n, written in counts.items():  # rsyslog's losses stay rare, or the syslog path proves little
             assert written * 0.95 <= in_file[n] <= written, f"{n}: {in_file[n]} of {written} lines in /var/log/syslog"
         return max(seen.values()) == 1
-
-
-class App(threading.Thread):
-    """An application logging through CassandraHandler at ~50 records/s until stopped."""
-
-    def __init__(self, run: str, spool: str, ca: str | None = None) -> None:
-        super().__init__(daemon=True)
-        self.sent = 0
-        self.run_id = run
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.handler = self.new_handler(spool, ca)
-        self.log = logging.getLogger(f"drill.{run}")
-        self.log.propagate = False
-        self.log.setLevel(logging.INFO)
-        self.log.addHandler(self.handler)
-
-    def new_handler(self, spool: str, ca: str | None) -> CassandraHandler:
-        return CassandraHandler(
-            hosts=",".join(node_ip(n) for n in NODES),
-            username="iact_writer",
-            password=secret("cassandra_writer_password"),
-            ca_file=ca,
-            app=f"drill-{self.run_id}",
-            host="drill",
-            spool_path=spool,
-        )
-
-    def switch(self, spool: str, ca: str) -> CassandraHandler:
-        """Reconfigure as an operator would: the new handler (TLS) takes over, the old one drains and closes."""
-        new = self.new_handler(spool, ca)
-        with self.lock:
-            old, self.handler = self.handler, new
-            self.log.addHandler(new)
-            self.log.removeHandler(old)
-        assert old.flush(60), "the plaintext handler drained its queue"
-        old.close()
-        return old
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            with self.lock:
-                self.sent += 1
-                self.log.info("drill record %d", self.sent)
-            time.sleep(0.02)
-
-    def assert_delivered_once(self, reader, writers, counts) -> None:
-        """The handler neither failed, dropped nor spooled a record; every one of them, and every line of
-        the nodes' writers (WRITER), is stored exactly once."""
-        stats = self.handler.stats
-        assert (stats.write_errors, stats.logs_dropped, stats.logs_spooled) == (0, 0, 0), stats.last_error
-        assert stats.logs_written == self.sent
-        assert writers.stored_once(reader, counts), "no line stored twice"
-        stored = self.stored(reader, writers.started)
-        assert len(stored) == self.sent and max(stored.values()) == 1, "every application record stored exactly once"
-
-    def stored(self, reader, since: date) -> Counter:
-        """How many times each of this application's records is stored (a run may cross midnight, UTC)."""
-        records = SimpleStatement(
-            "SELECT message FROM logging.application_logs WHERE day = %s AND app = %s", fetch_size=5000
-        )
-        days = sorted({since, datetime.now(UTC).date()})
-        return Counter(r.message for day in days for r in reader.execute(records, (day, f"drill-{self.run_id}")))
-
-    def finish(self) -> None:
-        self.stopping.set()
-        self.join(10)
-        assert self.handler.flush(60), "the handler drained its queue"
-        self.handler.close()

@@ -1,8 +1,9 @@
 """Shared lab helpers and fixtures (molecule/shared/lab.py), for the appliance's tests.
 
-The scenario converges the appliance as a fresh install gets it (TLS, the current Cassandra
-release). The appliance's tests run first; the failure drills, which stop nodes, come last. (The
-TLS migration, the Cassandra upgrade and site.yml's second run are molecule/migrate's.)
+The scenario converges in plaintext on the previous Cassandra patch release (converge.yml). The
+TLS migration runs first, then the upgrade to the current release, then site.yml again (it must
+change nothing, and check mode must predict nothing) on the result; the appliance's tests follow,
+and the failure drills, which stop nodes, come last.
 """
 
 import sys
@@ -12,14 +13,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from lab import *  # noqa: F403
 
+FIRST = ("test_tls_migration", "test_cassandra_upgrade", "test_converged")
 LAST = ("test_failover", "test_ring_gate", "test_hostile_host")
 
 
 def _rank(nodeid: str) -> int:
     module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-    return 1 + LAST.index(module) if module in LAST else 0
+    if module in FIRST:
+        return FIRST.index(module)
+    if module in LAST:
+        return len(FIRST) + 1 + LAST.index(module)
+    return len(FIRST)
 
 
 def pytest_collection_modifyitems(items):
-    """The other modules first, then LAST in that order (a stable sort)."""
+    """FIRST in that order, then the other modules, then LAST in that order (a stable sort)."""
     items.sort(key=lambda item: _rank(item.nodeid))

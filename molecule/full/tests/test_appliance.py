@@ -84,10 +84,9 @@ def test_a_logger_line_from_every_host_is_stored(name, connect):
 def test_site_rerun_on_one_host_changes_nothing_and_records_itself_on_the_dashboard():
     """An operator's `site.yml --limit` redeploy, with the callback on.
 
-    molecule/migrate's test_converged re-runs site.yml on every host of its appliance and finds no
-    change; this run, on this fresh install, limited to the app host and its configure phase (an
-    operator's quick config push, the tags every role shares), changes nothing either, and the
-    callback records it.
+    test_converged has already re-run site.yml on every host and found no change; this
+    run, limited to the app host and its configure phase (an operator's quick config push, the
+    tags every role shares), checks that the callback records it.
     """
     before = appliance_deployments()
     run = playbook(

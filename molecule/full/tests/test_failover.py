@@ -9,14 +9,20 @@ breaks one node on purpose to show that the rolling restart stops there.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
+from collections import Counter
+from datetime import UTC, date, datetime
 
+from cassandra.query import SimpleStatement
 from conftest import (
     NODES,
-    App,
     Writers,
     agent_status,
     ca_file,
+    node_ip,
     playbook,
     podman,
     ring_up,
@@ -26,10 +32,81 @@ from conftest import (
     written,
 )
 
+from iact.applog.handler import CassandraHandler
+
 
 def cassandra(action: str, *nodes: str) -> None:
     for node in nodes:
         podman("exec", "-d", node, "systemctl", action, "cassandra")
+
+
+class App(threading.Thread):
+    """An application logging through CassandraHandler at ~50 records/s until stopped."""
+
+    def __init__(self, run: str, spool: str, ca: str | None = None) -> None:
+        super().__init__(daemon=True)
+        self.sent = 0
+        self.run_id = run
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.handler = self.new_handler(spool, ca)
+        self.log = logging.getLogger(f"drill.{run}")
+        self.log.propagate = False
+        self.log.setLevel(logging.INFO)
+        self.log.addHandler(self.handler)
+
+    def new_handler(self, spool: str, ca: str | None) -> CassandraHandler:
+        return CassandraHandler(
+            hosts=",".join(node_ip(n) for n in NODES),
+            username="iact_writer",
+            password=secret("cassandra_writer_password"),
+            ca_file=ca,
+            app=f"drill-{self.run_id}",
+            host="drill",
+            spool_path=spool,
+        )
+
+    def switch(self, spool: str, ca: str) -> CassandraHandler:
+        """Reconfigure as an operator would: the new handler (TLS) takes over, the old one drains and closes."""
+        new = self.new_handler(spool, ca)
+        with self.lock:
+            old, self.handler = self.handler, new
+            self.log.addHandler(new)
+            self.log.removeHandler(old)
+        assert old.flush(60), "the plaintext handler drained its queue"
+        old.close()
+        return old
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            with self.lock:
+                self.sent += 1
+                self.log.info("drill record %d", self.sent)
+            time.sleep(0.02)
+
+    def assert_delivered_once(self, reader, writers, counts) -> None:
+        """The handler neither failed, dropped nor spooled a record; every one of them, and every line of
+        the nodes' writers (lab.WRITER), is stored exactly once."""
+        stats = self.handler.stats
+        assert (stats.write_errors, stats.logs_dropped, stats.logs_spooled) == (0, 0, 0), stats.last_error
+        assert stats.logs_written == self.sent
+        assert writers.stored_once(reader, counts), "no line stored twice"
+        stored = self.stored(reader, writers.started)
+        assert len(stored) == self.sent and max(stored.values()) == 1, "every application record stored exactly once"
+
+    def stored(self, reader, since: date) -> Counter:
+        """How many times each of this application's records is stored (a run may cross midnight, UTC)."""
+        records = SimpleStatement(
+            "SELECT message FROM logging.application_logs WHERE day = %s AND app = %s", fetch_size=5000
+        )
+        days = sorted({since, datetime.now(UTC).date()})
+        return Counter(r.message for day in days for r in reader.execute(records, (day, f"drill-{self.run_id}")))
+
+    def finish(self) -> None:
+        self.stopping.set()
+        self.join(10)
+        assert self.handler.flush(60), "the handler drained its queue"
+        self.handler.close()
 
 
 def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
@@ -67,7 +144,7 @@ def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
         )
 
         # 4. The rolling restart playbook under load, with an application logging through the handler
-        # too. One node: the migrate scenario's TLS migration rolls a whole cluster three times under load.
+        # too. One node: test_tls_migration already rolled the whole cluster three times under load.
         app = App(run, str(tmp_path / "spool"), str(ca_file()))
         app.start()
         restart = playbook("playbooks/cassandra_rolling_restart.yml", "--limit", "cass2")

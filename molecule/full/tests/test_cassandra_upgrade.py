@@ -6,10 +6,10 @@ keeps an installed node on its version (the TLS migration before this test ran t
 moving it), and only the upgrade playbook moves it. While a writer on every node (lab.WRITER) feeds
 the agents and an application logs through the handler, the playbook runs twice:
 
-1. The first node's unit is made to start the old release whatever the link says (a stale drop-in):
-   the node comes back UN but reports the old version, the version gate stops the run there, and
-   the other two nodes are not touched.
-2. The drop-in gone, the run resumes: the first node (still reporting the old version) and then the others
+1. cass1's unit is made to start the old release whatever the link says (a stale drop-in): the
+   node comes back UN but reports the old version, the version gate stops the run at cass1, and
+   cass2 and cass3 are not touched.
+2. The drop-in gone, the run resumes: cass1 (still reporting the old version) and then the others
    are upgraded; every node reports the target, SSTables need no rewrite (same format).
 
 At the end every line is stored exactly once, the application's records too.
@@ -25,7 +25,6 @@ import yaml
 from conftest import (
     NODES,
     ROOT,
-    App,
     Writers,
     ca_file,
     playbook,
@@ -34,6 +33,7 @@ from conftest import (
     secret,
     unit_started,
 )
+from test_failover import App
 
 UPGRADE = "playbooks/cassandra_upgrade.yml"
 FROM = os.environ.get("IACT_CASSANDRA_UPGRADE_FROM", "5.0.8")
@@ -74,21 +74,20 @@ def test_upgrade_under_load_gates_each_node_and_stores_every_line_once(connect, 
     app = App(run, str(tmp_path / "spool"), str(ca_file()))
     app.start()
     try:
-        # 1. The version gate: the first node restarts on the old release; the run stops there.
-        first, others = NODES[0], NODES[1:]
-        before = {n: unit_started(n) for n in others}
-        start_old_release(first)
+        # 1. The version gate: cass1 restarts on the old release; the run stops there.
+        before = {n: unit_started(n) for n in ("cass2", "cass3")}
+        start_old_release("cass1")
         try:
             stopped = playbook(UPGRADE)
         finally:
-            podman("exec", first, "sh", "-c", f"rm -f {DROPIN} && systemctl daemon-reload")
+            podman("exec", "cass1", "sh", "-c", f"rm -f {DROPIN} && systemctl daemon-reload")
         assert stopped.returncode != 0, stopped.stdout[-3000:]
-        assert f"Version gate: {first} reports Cassandra {FROM}" in flat(stopped.stdout), stopped.stdout[-4000:]
-        assert {n: unit_started(n) for n in before} == before, f"{', '.join(others)}, after {first}, untouched"
-        assert [running_version(n) for n in others] == [FROM] * len(others)
-        assert ring_up(3), f"{first} is back UN (on the old release) after the stopped run"
+        assert f"Version gate: cass1 reports Cassandra {FROM}" in flat(stopped.stdout), stopped.stdout[-4000:]
+        assert {n: unit_started(n) for n in before} == before, "cass2 and cass3, after cass1, untouched"
+        assert (running_version("cass2"), running_version("cass3")) == (FROM, FROM)
+        assert ring_up(3), "cass1 is back UN (on the old release) after the stopped run"
 
-        # 2. Run again: the first node is upgraded (it still reports the old version), then the others.
+        # 2. Run again: cass1 is upgraded (it still reports the old version), then cass2 and cass3.
         upgraded = playbook(UPGRADE)
         app.finish()
     finally:

@@ -17,7 +17,6 @@ import uuid
 from conftest import (
     NODES,
     ROOT,
-    App,
     Writers,
     ca_file,
     inventory,
@@ -28,10 +27,11 @@ from conftest import (
     speaks_tls,
     wait_until,
 )
+from test_failover import App
 
 GATE = "Wait until no client is connected in plaintext"
 
-# Run on the first node: what it gets from another node's ports in plaintext (bytes answered, or why none).
+# Run on cass1: what it gets from another node's ports in plaintext (bytes answered, or why none).
 PLAIN_PROBE = r"""
 import socket, sys
 ip, port = sys.argv[1], int(sys.argv[2])
@@ -53,9 +53,8 @@ def plaintext_answer(source: str, target: str, port: int) -> str:
 
 def test_tls_migration_under_load_stores_every_line_once(connect, tmp_path):
     ips = {n: node_ip(n) for n in NODES}
-    first, second = NODES[0], NODES[1]
-    assert not speaks_tls(ips[first]), "the scenario starts from a plaintext cluster"
-    assert plaintext_answer(first, second, 9042).startswith("8"), "a plaintext CQL client gets an answer before"
+    assert not speaks_tls(ips["cass1"]), "the scenario starts from a plaintext cluster"
+    assert plaintext_answer("cass1", "cass2", 9042).startswith("8"), "a plaintext CQL client gets an answer before"
 
     run = uuid.uuid4().hex[:8]
     writers = Writers(run, program="tlsmig")
@@ -104,9 +103,9 @@ def test_tls_migration_under_load_stores_every_line_once(connect, tmp_path):
         assert (stats.write_errors, stats.logs_dropped) == (0, 0), stats.last_error
     assert old.stats.logs_written + app.handler.stats.logs_written == app.sent
 
-    assert speaks_tls(ips[first]), "the native port speaks TLS"
+    assert speaks_tls(ips["cass1"]), "the native port speaks TLS"
     for port in (9042, 7000):
-        answer = plaintext_answer(first, second, port)
+        answer = plaintext_answer("cass1", "cass2", port)
         assert answer == "closed" or answer.startswith(("refused:", "15")), f"plaintext on {port} got {answer}"
 
     reader = connect("iact_reader", secret("cassandra_reader_password"))
