@@ -95,8 +95,6 @@ batch_size_fail_threshold: 640KiB
         (conf / "jvm-server.options").write_text(
             f"-Xms{self.heap_mb}M\n-Xmx{self.heap_mb}M\n-Xss256k\n-Djava.net.preferIPv4Stack=true\n"
             "-Dcassandra.skip_wait_for_gossip_to_settle=0\n-Dcassandra.ring_delay_ms=1000\n"
-            # As the lab's nodes (inventories/lab): the coarse clock re-read every 10 ms, not 2.
-            "-Dcassandra.approximate_time_precision_ms=10\n"
         )
         (conf / "logback.xml").write_text(
             '<configuration><appender name="F" class="ch.qos.logback.core.FileAppender">'
