@@ -191,6 +191,21 @@ def ring_up(expected: int, via: str = "cass1") -> bool:
     return out.count("\nUN ") == expected
 
 
+def unit_failures(node: str, unit: str = "cassandra") -> str:
+    """What systemd saw of `unit` failing on `node`: "" when it never restarted it after a failure
+    (NRestarts counts those only; a manual start resets it), else the count and the journal's lines
+    about the exit (OutOfMemoryError, "Main process exited"), for the failure message."""
+    restarts = podman("exec", node, "systemctl", "show", "-p", "NRestarts", "--value", unit, check=False).stdout.strip()
+    if restarts in ("", "0"):
+        return ""
+    exits = "OutOfMemory|Main process exited|Failed|Scheduled restart"
+    journal = podman(
+        "exec", node, "sh", "-c", f"journalctl -u {unit} --no-pager -o short-iso | grep -E '{exits}' | tail -n 8",
+        check=False,
+    ).stdout  # fmt: skip
+    return f"{node}: systemd restarted {unit} {restarts} time(s) after a failure:\n{journal}"
+
+
 def unit_started(node: str, unit: str = "cassandra") -> str:
     """When the unit's main process started: unchanged means the unit was not restarted."""
     return podman("exec", node, "systemctl", "show", unit, "-p", "ExecMainStartTimestampMonotonic").stdout
