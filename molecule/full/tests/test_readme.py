@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 import testinfra
-from conftest import NODES, ROOT, node_ip, ring_up, secrets_dir, unit_failures, wait_until
+from conftest import NODES, ROOT, node_ip, podman, ring_up, secrets_dir, unit_failures, wait_until
 
 MARK = "<!-- lab: the full scenario runs this block -->"
 
@@ -39,11 +39,18 @@ def test_readme_lab_block_runs(line, block):
     # The blocks are what a reader runs on a converged lab: all three nodes up. A node the tests
     # before left still starting (CI run 26 met cass1 with its native port closed and its peers DN)
     # is waited for; one that systemd restarted after a crash fails here, with the journal's lines.
+    # Checked again after the wait: a JVM that died of OutOfMemoryError writes its heap dump before
+    # systemd restarts it (RestartSec), and only then counts the restart.
     crashed = [f for n in NODES if (f := unit_failures(n))]
     assert not crashed, "\n".join(crashed)
-    wait_until(
-        lambda: ring_up(len(NODES)) and native_port_open("cass1"), 300, "all nodes UN and cass1's native port open"
-    )
+    try:
+        wait_until(lambda: ring_up(len(NODES)) and native_port_open("cass1"), 300, "all nodes UN, cass1's 9042 open")
+    except AssertionError as exc:
+        diagnose = "nodetool info; tail -n 20 /var/log/cassandra/system.log"
+        info = podman("exec", "cass1", "sh", "-c", diagnose, check=False)
+        raise AssertionError(f"{exc}\n{info.stdout}{info.stderr}") from None
+    crashed = [f for n in NODES if (f := unit_failures(n))]
+    assert not crashed, "\n".join(crashed)
     if "infra-errors" in block:
         # The block waits for a firing notice: start it from a quiet rule, as a reader would be.
         wait_until(infra_errors_quiet, 180, "infra-errors not firing before the README's burst", interval=5)
