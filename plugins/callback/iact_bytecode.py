@@ -7,6 +7,14 @@ CPU a module run cost, some 900 s of CPU in a CI run. zipimport uses a `name.pyc
 `name.py` in the zip: this callback adds one, compiled once per module per run on the controller,
 as an unchecked hash-based pyc (PEP 552: no timestamps to compare). A target whose Python has
 another bytecode version rejects the pyc by its magic number and compiles the source, as before.
+
+What differs on the target (why this is for the lab and Molecule, not enabled in ansible.cfg): the
+bytecode names its files by their path inside the zip (`ansible/module_utils/basic.py`), since the
+payload's directory on the target is random and Python 3.11's zipimport does not correct the name.
+So tracebacks show those relative paths, ansible-core cannot tell which collection a module's
+deprecation comes from (the warning loses its collection and version), debugger and coverage
+extensions cannot map the files, and `assert`s follow the controller's optimization level (`-O`)
+rather than the target's PYTHONOPTIMIZE. Results of modules are otherwise the same.
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ short_description: Ship modules to the targets with their bytecode (a speed-up; 
 description:
   - Adds to each module payload (AnsiballZ) the bytecode of its Python files, compiled on the controller,
     which the target's Python uses when its bytecode version is the controller's and ignores otherwise.
-  - Enabled for the lab and Molecule scenarios (their ansible.cfg or ANSIBLE_CALLBACKS_ENABLED); it changes
-    no result, only the CPU each task costs on the target.
+  - Enabled for the Molecule scenarios (ANSIBLE_CALLBACKS_ENABLED). Modules return the same results; on the
+    target, code reports its path inside the payload (tracebacks), module deprecations lose their collection
+    and version, and assertions follow the controller's optimization level.
 requirements:
   - enable it with callbacks_enabled = iact_bytecode
 """
