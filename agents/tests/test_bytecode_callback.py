@@ -16,7 +16,8 @@ sys.path.insert(0, str(ROOT / "plugins" / "callback"))
 import iact_bytecode  # noqa: E402
 
 
-def test_every_python_file_gets_an_unchecked_hash_based_pyc_that_zipimport_uses(tmp_path):
+def test_every_python_file_gets_an_unchecked_hash_based_pyc_that_zipimport_uses(tmp_path, monkeypatch):
+    monkeypatch.setenv("IACT_BYTECODE_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "payload.zip"
     with iact_bytecode._BytecodeZipFile(path, "w") as zf:
         zf.writestr(zipfile.ZipInfo("pkg/__init__.py", date_time=(2020, 1, 1, 0, 0, 0)), b"")
@@ -35,6 +36,18 @@ def test_every_python_file_gets_an_unchecked_hash_based_pyc_that_zipimport_uses(
     namespace: dict[str, object] = {}
     exec(importer.get_code("mod"), namespace)
     assert namespace["ANSWER"] == 42
+
+
+def test_compiled_files_are_reused_from_the_cache_and_a_new_source_is_compiled_anew(tmp_path, monkeypatch):
+    monkeypatch.setenv("IACT_BYTECODE_CACHE", str(tmp_path / "cache"))
+    first = iact_bytecode._hash_pyc("m.py", b"X = 1\n")
+    [cached] = (tmp_path / "cache").rglob("*.pyc")
+    assert cached.read_bytes() == first
+    assert iact_bytecode._hash_pyc("m.py", b"X = 1\n") == first
+    assert iact_bytecode._hash_pyc("m.py", b"X = 2\n") != first  # another source, another file
+    assert len(list((tmp_path / "cache").rglob("*.pyc"))) == 2
+    monkeypatch.setenv("IACT_BYTECODE_CACHE", "/proc/no-cache-here")
+    assert iact_bytecode._hash_pyc("m.py", b"X = 3\n")  # no cache: compiled all the same
 
 
 def test_bytecode_of_another_python_is_ignored_and_the_source_runs(tmp_path):
@@ -83,6 +96,7 @@ def test_a_playbook_runs_its_modules_from_payloads_with_bytecode(tmp_path):
         ANSIBLE_CALLBACKS_ENABLED="iact_bytecode",
         ANSIBLE_KEEP_REMOTE_FILES="0",
         ANSIBLE_LIBRARY=str(tmp_path / "library"),
+        IACT_BYTECODE_CACHE=str(tmp_path / "cache"),
     )
     run = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play),

@@ -19,8 +19,11 @@ rather than the target's PYTHONOPTIMIZE. Results of modules are otherwise the sa
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
@@ -32,6 +35,8 @@ short_description: Ship modules to the targets with their bytecode (a speed-up; 
 description:
   - Adds to each module payload (AnsiballZ) the bytecode of its Python files, compiled on the controller,
     which the target's Python uses when its bytecode version is the controller's and ignores otherwise.
+  - Compiled files are kept between runs in C(IACT_BYTECODE_CACHE) (default C(~/.cache/iact-ansible-bytecode)),
+    keyed by the Python's bytecode version and each file's name and source.
   - Enabled for the Molecule scenarios (ANSIBLE_CALLBACKS_ENABLED). Modules return the same results; on the
     target, code reports its path inside the payload (tracebacks), module deprecations lose their collection
     and version, and assertions follow the controller's optimization level.
@@ -42,14 +47,42 @@ requirements:
 _PATCHED = False
 
 
+def _cache_dir() -> Path:
+    """Where compiled payload files are kept between runs (IACT_BYTECODE_CACHE, else the user's cache)."""
+    configured = os.environ.get("IACT_BYTECODE_CACHE")
+    base = Path(configured) if configured else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base if configured else base / "iact-ansible-bytecode"
+
+
 def _hash_pyc(name: str, source: bytes) -> bytes | None:
+    """The pyc of one payload file, from the cache when this Python compiled the same file before.
+
+    Each ansible-playbook run builds its payloads afresh (Ansible caches them per run), and compiling
+    a module's module_utils cost the controller about as much as the bytecode saved a target running
+    a module two or three times: a verify runs dozens of short playbooks. Keyed by this Python's
+    bytecode version, the name (the code carries it) and the source's hash.
+    """
     from importlib import _bootstrap_external  # type: ignore[attr-defined]
 
+    key = hashlib.sha256(importlib.util.MAGIC_NUMBER + name.encode() + b"\0" + source).hexdigest()
+    cached = _cache_dir() / key[:2] / f"{key}.pyc"
+    try:
+        return cached.read_bytes()
+    except OSError:
+        pass
     try:
         code = compile(source, name, "exec", dont_inherit=True)
-        return bytes(_bootstrap_external._code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False))
+        pyc = bytes(_bootstrap_external._code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False))
     except Exception:  # a source that does not compile here: the target reports it from the source, as before
         return None
+    try:  # written whole or not at all: workers of several runs may write the same file at once
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(pyc)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # no cache: compiled again next time
+    return pyc
 
 
 class _BytecodeZipFile(zipfile.ZipFile):
