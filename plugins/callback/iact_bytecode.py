@@ -19,9 +19,11 @@ rather than the target's PYTHONOPTIMIZE. Results of modules are otherwise the sa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -64,24 +66,32 @@ def _hash_pyc(name: str, source: bytes) -> bytes | None:
     """
     from importlib import _bootstrap_external  # type: ignore[attr-defined]
 
-    key = hashlib.sha256(importlib.util.MAGIC_NUMBER + name.encode() + b"\0" + source).hexdigest()
-    cached = _cache_dir() / key[:2] / f"{key}.pyc"
+    # The optimization level (-O) changes what compile() makes of the same source.
+    salt = importlib.util.MAGIC_NUMBER + bytes([sys.flags.optimize]) + name.encode() + b"\0"
+    key = hashlib.sha256(salt + source).hexdigest()
     try:
-        return cached.read_bytes()
-    except OSError:
-        pass
+        cached: Path | None = _cache_dir() / key[:2] / f"{key}.pyc"
+    except RuntimeError:  # no home directory to keep a cache in
+        cached = None
+    if cached is not None:
+        try:
+            return cached.read_bytes()
+        except OSError:
+            pass
     try:
         code = compile(source, name, "exec", dont_inherit=True)
         pyc = bytes(_bootstrap_external._code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False))
     except Exception:  # a source that does not compile here: the target reports it from the source, as before
         return None
-    try:  # written whole or not at all: workers of several runs may write the same file at once
-        cached.parent.mkdir(parents=True, exist_ok=True)
+    if cached is not None:
         tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(pyc)
-        os.replace(tmp, cached)
-    except OSError:
-        pass  # no cache: compiled again next time
+        try:  # written whole or not at all: workers of several runs may write the same file at once
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(pyc)
+            os.replace(tmp, cached)
+        except OSError:  # no cache: compiled again next time
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return pyc
 
 
