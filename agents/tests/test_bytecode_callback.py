@@ -46,6 +46,9 @@ def test_compiled_files_are_reused_from_the_cache_and_a_new_source_is_compiled_a
     assert iact_bytecode._hash_pyc("m.py", b"X = 1\n") == first
     assert iact_bytecode._hash_pyc("m.py", b"X = 2\n") != first  # another source, another file
     assert len(list((tmp_path / "cache").rglob("*.pyc"))) == 2
+    cached.write_bytes(first[: len(first) // 2])  # cut short, as a crash before the rename reached the disk
+    assert iact_bytecode._hash_pyc("m.py", b"X = 1\n") == first  # not shipped: compiled again, and stored whole
+    assert cached.read_bytes() == first
     monkeypatch.setenv("IACT_BYTECODE_CACHE", "/proc/no-cache-here")
     assert iact_bytecode._hash_pyc("m.py", b"X = 3\n")  # no cache: compiled all the same
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import marshal
 import os
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -67,32 +69,65 @@ def _hash_pyc(name: str, source: bytes) -> bytes | None:
     from importlib import _bootstrap_external  # type: ignore[attr-defined]
 
     # The optimization level (-O) changes what compile() makes of the same source.
-    salt = importlib.util.MAGIC_NUMBER + bytes([sys.flags.optimize]) + name.encode() + b"\0"
+    salt = importlib.util.MAGIC_NUMBER + str(sys.flags.optimize).encode() + b"\0" + name.encode() + b"\0"
     key = hashlib.sha256(salt + source).hexdigest()
     try:
         cached: Path | None = _cache_dir() / key[:2] / f"{key}.pyc"
     except RuntimeError:  # no home directory to keep a cache in
         cached = None
-    if cached is not None:
-        try:
-            return cached.read_bytes()
-        except OSError:
-            pass
+    if cached is not None and (pyc := _read_cached(cached)) is not None:
+        return pyc
     try:
         code = compile(source, name, "exec", dont_inherit=True)
         pyc = bytes(_bootstrap_external._code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False))
     except Exception:  # a source that does not compile here: the target reports it from the source, as before
         return None
     if cached is not None:
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        try:  # written whole or not at all: workers of several runs may write the same file at once
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(pyc)
-            os.replace(tmp, cached)
-        except OSError:  # no cache: compiled again next time
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        _store(cached, pyc)
     return pyc
+
+
+def _private(directory: Path) -> bool:
+    """Ours and writable by no one else: bytecode from the cache runs on the targets, often as root."""
+    st = directory.stat()
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _read_cached(path: Path) -> bytes | None:
+    """A cached pyc, whole and of this Python, from a private directory; else None (and a bad file goes)."""
+    try:
+        if not _private(path.parent):
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:  # a file cut short (a crash before the rename reached the disk) would crash the module on the target
+        if data[:4] != importlib.util.MAGIC_NUMBER or int.from_bytes(data[4:8], "little") != 0b01:
+            raise ValueError("not an unchecked hash-based pyc of this Python")
+        marshal.loads(data[16:])
+    except (ValueError, EOFError, TypeError):
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    return data
+
+
+def _store(path: Path, pyc: bytes) -> None:
+    """Written whole or not at all (a temp file of its own, renamed): several runs' workers may race."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _private(path.parent):
+            return
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    except OSError:  # no cache: compiled again next time
+        return
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(pyc)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 class _BytecodeZipFile(zipfile.ZipFile):
