@@ -294,6 +294,7 @@ class Writers:
         )
         mark = f"run={self.run} "
         in_file: dict[str, int] = {}
+        last_per: dict[str, int] = {}  # what was stored at the last poll, per node and source
 
         def every_line():
             in_file.update({n: self.in_syslog(n) for n in counts})  # rsyslog may still be writing the last ones
@@ -301,14 +302,26 @@ class Writers:
             days = sorted({self.started, datetime.now(UTC).date()})  # a run may cross midnight (UTC)
             try:
                 rows = [r for day in days for r in reader.execute(lines, (day, self.program))]
-            except TRANSIENT_READ_ERRORS:
+            except TRANSIENT_READ_ERRORS as exc:
+                read_errors[:] = [f"{type(exc).__name__}: {exc}"]
                 return None
             seen = Counter((r.host, r.source, r.message) for r in rows if mark in r.message)
             per = Counter((h, s) for h, s, _ in seen)
+            last_per.clear()
+            last_per.update({f"{h}/{s}": n for (h, s), n in per.items()})
             settled = all(self.in_syslog(n) == in_file[n] for n in counts)  # the files did not grow meanwhile
             return seen if settled and all(per[key] == want for key, want in expected.items()) else None
 
-        seen = wait_until(every_line, timeout, f"every {self.program} line from the journal and syslog of each node", 3)
+        read_errors: list[str] = []  # the last read that timed out, for the message if the wait does
+        what = f"every {self.program} line from the journal and syslog of each node"
+        try:
+            seen = wait_until(every_line, timeout, what, 3)
+        except AssertionError as exc:
+            found = dict(last_per)
+            raise AssertionError(
+                f"{exc}; journal lines written {counts}, syslog files hold {in_file}, stored {found}; "
+                f"last read error {read_errors}"
+            ) from None
         for n, written in counts.items():  # rsyslog's losses stay rare, or the syslog path proves little
             assert written * 0.95 <= in_file[n] <= written, f"{n}: {in_file[n]} of {written} lines in /var/log/syslog"
         return max(seen.values()) == 1

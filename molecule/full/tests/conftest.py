@@ -9,6 +9,8 @@ and the failure drills, which stop nodes, come last.
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from lab import *  # noqa: F403
@@ -29,3 +31,18 @@ def _rank(nodeid: str) -> int:
 def pytest_collection_modifyitems(items):
     """FIRST in that order, then the other modules, then LAST in that order (a stable sort)."""
     items.sort(key=lambda item: _rank(item.nodeid))
+
+
+@pytest.fixture
+def closing():
+    """closing(thing) -> thing, closed at the test's end whatever happened: an application's logging
+    handler left open by a failed test would keep retrying against the nodes the next tests stop."""
+    things = []
+
+    def _closing(thing):
+        things.append(thing)
+        return thing
+
+    yield _closing
+    for thing in reversed(things):
+        thing.close()

@@ -65,14 +65,14 @@ def start_old_release(node: str) -> None:
     podman("exec", node, "sh", "-c", f"printf '{unit}' > {DROPIN} && systemctl daemon-reload")
 
 
-def test_upgrade_under_load_gates_each_node_and_stores_every_line_once(connect, tmp_path):
+def test_upgrade_under_load_gates_each_node_and_stores_every_line_once(connect, tmp_path, closing):
     assert FROM != TARGET, "the scenario converges an older release than the inventory names"
     assert {n: running_version(n) for n in NODES} == dict.fromkeys(NODES, FROM), "converged on the previous release"
 
     run = uuid.uuid4().hex[:8]
     writers = Writers(run, program="upgrade")
     writers.start()
-    app = App(run, str(tmp_path / "spool"), str(ca_file()))
+    app = closing(App(run, str(tmp_path / "spool"), str(ca_file())))
     app.start()
     try:
         # 1. The version gate: cass1 restarts on the old release; the run stops there.

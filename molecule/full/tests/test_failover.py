@@ -51,6 +51,7 @@ class App(threading.Thread):
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.handler = self.new_handler(spool, ca)
+        self.retired: list[CassandraHandler] = []  # handlers switch() replaced
         self.log = logging.getLogger(f"drill.{run}")
         self.log.propagate = False
         self.log.setLevel(logging.INFO)
@@ -75,15 +76,11 @@ class App(threading.Thread):
             self.log.addHandler(new)
             self.log.removeHandler(old)
             to_old = self.sent
+        self.retired.append(old)
         assert old.flush(60), "the plaintext handler drained its queue (into Cassandra or its spool)"
         # What it spooled (a write timeout while a node restarted) must be replayed before it closes:
         # its spool is its own, and nothing else would replay it. Each flush() forces a replay.
-        wait_until(
-            lambda: (old.flush(10) and old.stats.logs_written >= to_old) or None,
-            180,
-            f"the plaintext handler to write all {to_old} of its records",
-            interval=2,
-        )
+        wait_for_handler(old, lambda: old.stats.logs_written >= to_old, 180, f"all {to_old} plaintext records written")
         old.close()
         return old
 
@@ -107,23 +104,17 @@ class App(threading.Thread):
         write timeout spooled (a node draining on a loaded machine) replays in the background. A
         write error is not a failure here; a dropped or missing record is.
         """
-        stored: Counter = Counter()
+        found = {"stored": 0}
 
-        def all_stored():
-            nonlocal stored
-            self.handler.flush(10)  # replays what is spooled, if Cassandra takes it
-            try:
-                stored = self.stored(reader, since)
-            except TRANSIENT_READ_ERRORS:
-                return None
-            return len(stored) >= self.sent or None
+        def all_stored() -> bool:
+            found["stored"] = len(self.stored(reader, since))
+            return found["stored"] >= self.sent
 
         try:
-            wait_until(all_stored, timeout, f"all {self.sent} application records stored", interval=3)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}: {len(stored)} stored; handler {self.handler.stats}") from None
+            wait_for_handler(self.handler, all_stored, timeout, f"all {self.sent} records stored", found)
         finally:
-            self.handler.close()
+            self.close()
+        stored = self.stored(reader, since)  # after close: what its last replays wrote counts too
         assert self.handler.stats.logs_dropped == 0, self.handler.stats
         assert len(stored) == self.sent, f"{len(stored)} distinct records stored of {self.sent} sent"
         assert max(stored.values()) == 1, f"stored twice: {[m for m, n in stored.items() if n > 1][:5]}"
@@ -139,12 +130,46 @@ class App(threading.Thread):
 
     def finish(self) -> None:
         """Stop logging and drain the queue; the handler stays open (assert_stored_once closes it)."""
-        self.stopping.set()
-        self.join(10)
+        self.stop()
         assert self.handler.flush(60), "the handler drained its queue (into Cassandra or its spool)"
 
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.is_alive():
+            self.join(10)
 
-def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
+    def close(self) -> None:
+        """Stop logging and close every handler (idempotent): a test that failed early must not leave
+        one connected, retrying, for the drills after it."""
+        self.stop()
+        for handler in (*self.retired, self.handler):
+            handler.close()
+
+
+def wait_for_handler(handler: CassandraHandler, done, timeout: float, what: str, found: dict | None = None) -> None:
+    """Poll done() while the handler replays what it spooled (each flush() forces a replay).
+
+    Fails at once when the handler dropped a record (no wait can bring it back); a read that times
+    out on a loaded lab is "not yet", and the last such error is in the timeout's message.
+    """
+    last: list[str] = []
+
+    def check() -> bool | None:
+        assert handler.stats.logs_dropped == 0, f"the handler dropped records: {handler.stats}"
+        handler.flush(10)
+        try:
+            return done() or None
+        except TRANSIENT_READ_ERRORS as exc:
+            last[:] = [f"{type(exc).__name__}: {exc}"]
+            return None
+
+    try:
+        wait_until(check, timeout, what, interval=3)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; found {found or {}}; last read error {last}; handler {handler.stats}") from None
+
+
+def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path, closing):
     run = uuid.uuid4().hex[:8]
     writers = Writers(run)
     writers.start()
@@ -180,7 +205,7 @@ def test_failure_drill_loses_and_duplicates_nothing(connect, tmp_path):
 
         # 4. The rolling restart playbook under load, with an application logging through the handler
         # too. One node: test_tls_migration already rolled the whole cluster three times under load.
-        app = App(run, str(tmp_path / "spool"), str(ca_file()))
+        app = closing(App(run, str(tmp_path / "spool"), str(ca_file())))
         app.start()
         restart = playbook("playbooks/cassandra_rolling_restart.yml", "--limit", "cass2")
         app.finish()

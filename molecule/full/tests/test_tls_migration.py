@@ -51,7 +51,7 @@ def plaintext_answer(source: str, target: str, port: int) -> str:
     return podman("exec", source, "python3", "-c", PLAIN_PROBE, node_ip(target), str(port)).stdout.strip()
 
 
-def test_tls_migration_under_load_stores_every_line_once(connect, tmp_path):
+def test_tls_migration_under_load_stores_every_line_once(connect, tmp_path, closing):
     ips = {n: node_ip(n) for n in NODES}
     assert not speaks_tls(ips["cass1"]), "the scenario starts from a plaintext cluster"
     assert plaintext_answer("cass1", "cass2", 9042).startswith("8"), "a plaintext CQL client gets an answer before"
@@ -59,7 +59,7 @@ def test_tls_migration_under_load_stores_every_line_once(connect, tmp_path):
     run = uuid.uuid4().hex[:8]
     writers = Writers(run, program="tlsmig")
     writers.start()
-    app = App(run, str(tmp_path / "spool"))  # an application configured before TLS: plaintext
+    app = closing(App(run, str(tmp_path / "spool")))  # an application configured before TLS: plaintext
     app.start()
     log = tmp_path / "enable_tls.log"
     try:
