@@ -145,6 +145,8 @@ def operator_env() -> dict[str, str]:
     callbacks = ["iact_dora"]
     if "profile_tasks" in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", ""):
         callbacks.append("ansible.posix.profile_tasks")
+    if "iact_bytecode" in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", ""):
+        callbacks.append("iact_bytecode")  # a speed-up of the lab's runs, as in Molecule's own
     return env | {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_CALLBACKS_ENABLED": ",".join(callbacks)}
 
 
