@@ -16,7 +16,9 @@ filter. The init's PID and cgroup come from `podman inspect` once per container 
 /run/iact-podman, checked against the process's start time on every use; a stopped, stopping,
 paused or re-created container goes to `podman exec`, which reports what podman reports (a
 missing or stopped container is unreachable). Files go through /proc/PID/root.
-IACT_PODMAN_NSENTER=0 turns it off.
+IACT_PODMAN_NSENTER=0 turns it off. The lab's tests use the same path (command(), nsenter()): a
+short bash joins the cgroups and sets the limits before it execs nsenter, so no Python runs between
+fork and exec, which a process with threads (the tests' Cassandra driver) must not do.
 """
 
 from __future__ import annotations
@@ -80,23 +82,29 @@ options:
       - name: ansible_pipelining
 """
 
-import contextlib
 import hashlib
 import os
-import resource
 import shlex
 import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_native
-from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection
+
+# The lab's tests load this file by its path (molecule/shared/lab.py, as LAB_MODULE) for command() and
+# nsenter() alone, outside Ansible's collection loader: for them only, the collection's class is absent.
+LAB_MODULE = "iact_podman_for_the_lab_tests"
+try:
+    from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection
+except ImportError:
+    if __name__ != LAB_MODULE:
+        raise
+    PodmanConnection = object  # type: ignore[assignment,misc]
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class Entry:
 # Root-only and emptied at boot (a PID and start time name a process only until the next boot).
 CACHE_DIR = Path("/run/iact-podman")
 NSENTER = shutil.which("nsenter")
+BASH = shutil.which("bash")
 # The cgroup hierarchies a `podman exec` joins (runc joins the container's path in each one mounted).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -158,7 +167,7 @@ def entry(container: str, podman: str = "podman", extra_args: str = "") -> Entry
     container does not run or is paused, or when it has a user namespace of its own (rootless
     podman, --userns): entering that one needs the mappings podman sets up.
     """
-    if os.geteuid() != 0 or not NSENTER or os.environ.get("IACT_PODMAN_NSENTER") == "0":
+    if os.geteuid() != 0 or not NSENTER or not BASH or os.environ.get("IACT_PODMAN_NSENTER") == "0":
         return None
     cache = _cache_file(podman, extra_args, container)
     try:
@@ -252,74 +261,76 @@ def _bounding_set(pid: int) -> list[str]:
     return ["setpriv", "--inh-caps", "-all", "--bounding-set", f"-all{',' if kept else ''}{kept}", "--"]
 
 
-def _limits(pid: int) -> list[tuple[int, int, int]]:
-    """The init's open-files and processes limits (podman's default_ulimits), for the command."""
-    names = {"Max open files": resource.RLIMIT_NOFILE, "Max processes": resource.RLIMIT_NPROC}
+def _limits(pid: int) -> list[tuple[str, str, str]]:
+    """The init's open-files and processes limits (podman's default_ulimits), as bash's ulimit options."""
+    names = {"Max open files": "-n", "Max processes": "-u"}
     limits = []
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        for name, which in names.items():
+        for name, option in names.items():
             if line.startswith(name):
-                soft, hard = (resource.RLIM_INFINITY if v == "unlimited" else int(v) for v in line[26:].split()[:2])
-                limits.append((which, soft, hard))
+                soft, hard = line[26:].split()[:2]
+                limits.append((option, soft, hard))
     return limits
 
 
-def _joiner(into: Entry, limits: list[tuple[int, int, int]]) -> Callable[[], None]:
-    """What the child does before it execs nsenter: the container's cgroups (so the command's CPU
-    counts against the container's share, as with podman exec) and its limits. Syscalls only: it
-    runs between fork and exec."""
-    procs = [str(d / into.cgroup.lstrip("/") / "cgroup.procs") for d in CGROUP_ROOT.iterdir()]
-
-    def join() -> None:
-        for path in procs:
-            try:
-                fd = os.open(path, os.O_WRONLY)
-            except OSError:
-                continue  # a hierarchy without the container's path (unmounted controllers)
-            try:
-                os.write(fd, b"0")
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        for which, soft, hard in limits:
-            with contextlib.suppress(OSError, ValueError):
-                resource.setrlimit(which, (soft, hard))
-
-    return join
+# Run by bash between the caller and nsenter: it joins the container's cgroups (so the command's CPU
+# counts against the container's share, as with podman exec) by writing its own PID, takes the
+# container's limits (soft, hard, soft again: either order of raising or lowering works; a limit that
+# cannot be set stays as it was, as podman exec would fail no command for it), and execs nsenter.
+# In a shell rather than in Python between fork and exec (preexec_fn), so that a process with threads
+# may call it: the lab's tests, whose Cassandra driver runs threads (CI run 16 hung in a driver's
+# query while such a process forked with a preexec_fn).
+_JOIN = """
+n=$1; shift
+while [ "$n" -gt 0 ]; do { echo 0 > "$1"; } 2>/dev/null; shift; n=$((n - 1)); done
+n=$1; shift
+while [ "$n" -gt 0 ]; do
+  ulimit -S "$1" "$2" 2>/dev/null; ulimit -H "$1" "$3" 2>/dev/null; ulimit -S "$1" "$2" 2>/dev/null
+  shift 3; n=$((n - 1))
+done
+exec "$@"
+"""
 
 
-def nsenter(
-    into: Entry, argv: list[str], in_data: bytes | None = None, timeout: float | None = None
-) -> subprocess.CompletedProcess[bytes] | None:
-    """Run argv in the container as `podman exec` would: in its namespaces, root, working directory,
-    cgroups, environment, capabilities, umask and open-files and processes limits (not its seccomp
-    filter). None when the container could not be entered, stopped or stopping (the caller then
-    asks podman, which says why)."""
+def command(into: Entry, argv: list[str]) -> list[bytes | str] | None:
+    """The command line that runs argv in the container as `podman exec` would: in its namespaces,
+    root, working directory, cgroups, environment, capabilities and open-files and processes limits
+    (not its seccomp filter); run it with umask 022. None when the container's init is gone."""
     try:
         environ = Path(f"/proc/{into.pid}/environ").read_bytes().split(b"\0")
         capabilities = _bounding_set(into.pid)
         limits = _limits(into.pid)
     except (OSError, StopIteration, ValueError):
         return None
+    procs = [str(d / into.cgroup.lstrip("/") / "cgroup.procs") for d in CGROUP_ROOT.iterdir()]
     # The environment is set inside, by the container's env: nsenter itself runs with this one.
     env = [item for item in environ if b"=" in item and not item.startswith(b"container_uuid=")]
     if not any(item.startswith(b"HOME=") for item in env):
         env.append(b"HOME=/root")
     namespaces = ["-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w"]
-    command = [NSENTER, "-t", str(into.pid), *namespaces, "--", "env", "-i", *env, *capabilities, *argv]
+    return [
+        BASH, "-c", _JOIN, "iact-podman-join", str(len(procs)), *procs,
+        str(len(limits)), *(value for limit in limits for value in limit),
+        NSENTER, "-t", str(into.pid), *namespaces, "--", "env", "-i", *env, *capabilities, *argv,
+    ]  # fmt: skip
+
+
+def nsenter(
+    into: Entry, argv: list[str], in_data: bytes | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[bytes] | None:
+    """Run argv in the container as `podman exec` would (command()). None when the container could
+    not be entered, stopped or stopping (the caller then asks podman, which says why)."""
+    line = command(into, argv)
+    if line is None:
+        return None
     done = subprocess.run(
-        command,
+        line,
         input=in_data,
         stdin=subprocess.DEVNULL if in_data is None else None,
         capture_output=True,
         timeout=timeout,
         check=False,
         umask=0o022,
-        # Between fork and exec: safe in Ansible's worker processes (one thread each). A process
-        # with threads (a Cassandra driver's, in the tests) should keep to `podman exec`: CI run 16
-        # hung in a driver's query while such a process forked here.
-        preexec_fn=_joiner(into, limits),
     )
     if done.returncode != 0 and done.stderr.startswith(b"nsenter: ") and b"failed to execute" not in done.stderr:
         return None  # it did not get in: a container on its way out
