@@ -177,7 +177,7 @@ def recap(stdout: str) -> dict[str, dict[str, int]]:
 
 
 def _connection_plugin():
-    """The lab's connection plugin, for its nsenter path (it loads outside Ansible under this name)."""
+    """The lab's connection plugin, for its nsenter path (the venv's ansible has the collection it needs)."""
     spec = importlib.util.spec_from_file_location(
         "iact_podman_for_the_lab_tests", ROOT / "plugins" / "connection" / "iact_podman.py"
     )
@@ -201,14 +201,18 @@ def container_exec(container: str, argv: list[str]) -> subprocess.CompletedProce
     return None if into is None else _ENTER.nsenter(into, argv)
 
 
+def _text(data: bytes) -> str:
+    """As text=True decodes: UTF-8 here (strict), universal newlines."""
+    return data.decode().replace("\r\n", "\n").replace("\r", "\n")
+
+
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`podman *args`; a plain `podman exec CONTAINER ARGV...` (no options) enters through nsenter."""
     if len(args) > 2 and args[0] == "exec" and not args[1].startswith("-"):
         entered = container_exec(args[1], list(args[2:]))
         if entered is not None:
-            # Decoded as text=True decodes (UTF-8 here, strict).
             done = subprocess.CompletedProcess(
-                ["podman", *args], entered.returncode, entered.stdout.decode(), entered.stderr.decode()
+                ["podman", *args], entered.returncode, _text(entered.stdout), _text(entered.stderr)
             )
             if check:
                 done.check_returncode()

@@ -95,16 +95,7 @@ from typing import Any
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_native
-
-# The lab's tests load this file by its path (molecule/shared/lab.py, as LAB_MODULE) for command() and
-# nsenter() alone, outside Ansible's collection loader: for them only, the collection's class is absent.
-LAB_MODULE = "iact_podman_for_the_lab_tests"
-try:
-    from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection
-except ImportError:
-    if __name__ != LAB_MODULE:
-        raise
-    PodmanConnection = object  # type: ignore[assignment,misc]
+from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection
 
 
 @dataclass(frozen=True)
@@ -308,10 +299,12 @@ def command(into: Entry, argv: list[str]) -> list[bytes | str] | None:
     if not any(item.startswith(b"HOME=") for item in env):
         env.append(b"HOME=/root")
     namespaces = ["-m", "-u", "-i", "-n", "-p", "-C", "-r", "-w"]
+    # podman exec's command leads a session of its own inside the container (runc calls setsid).
+    leader = ["/usr/bin/setsid"] if os.path.exists(f"/proc/{into.pid}/root/usr/bin/setsid") else []
     return [
         BASH, "-c", _JOIN, "iact-podman-join", str(len(procs)), *procs,
         str(len(limits)), *(value for limit in limits for value in limit),
-        NSENTER, "-t", str(into.pid), *namespaces, "--", "env", "-i", *env, *capabilities, *argv,
+        NSENTER, "-t", str(into.pid), *namespaces, "--", "env", "-i", *env, *leader, *capabilities, *argv,
     ]  # fmt: skip
 
 
@@ -331,6 +324,11 @@ def nsenter(
         timeout=timeout,
         check=False,
         umask=0o022,
+        # Only PATH (for nsenter to find env): the caller's SHELLOPTS, BASH_ENV or a missing locale
+        # would change what bash prints or runs; the command's environment is the container's (env -i).
+        env={"PATH": os.environ.get("PATH") or os.defpath},
+        # Detached from the caller's session and terminal, as podman exec's commands are (conmon's).
+        start_new_session=True,
     )
     if done.returncode != 0 and done.stderr.startswith(b"nsenter: ") and b"failed to execute" not in done.stderr:
         return None  # it did not get in: a container on its way out

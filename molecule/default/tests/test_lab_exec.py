@@ -2,6 +2,7 @@
 command()), and the lab's Ansible runs do too: a command must get there what `podman exec` gives it,
 or a test would pass or fail for the wrong reason. Compared here on the scenario's host."""
 
+import os
 import subprocess
 
 import pytest
@@ -13,11 +14,19 @@ from conftest import APP_HOST, container_exec
 PROBE = r"""
 id; umask; ulimit -Sn; ulimit -Hn; ulimit -Su; ulimit -Hu
 sort /proc/self/cgroup
-grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status
+grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Sig(Blk|Ign|Cgt))' /proc/self/status
+cat /proc/self/oom_score_adj
+read -r pid _ _ _ pgrp sid _ < /proc/$$/stat; [ "$pid" = "$pgrp" ] && [ "$pid" = "$sid" ] && echo "leads its session"
+ls -l /proc/$$/fd/0 | sed 's/.* -> //'
 env | grep -v '^_=' | sort
 pwd; hostname
 for ns in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$ns; done
 """
+
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("IACT_PODMAN_NSENTER") == "0", reason="IACT_PODMAN_NSENTER=0: the tests use podman exec"
+)
 
 
 def test_a_command_entered_through_nsenter_gets_what_podman_exec_gives_it():
@@ -35,6 +44,7 @@ def test_a_command_entered_through_nsenter_gets_what_podman_exec_gives_it():
 def test_exit_codes_are_those_of_podman_exec(argv, rc):
     podman = subprocess.run(["podman", "exec", APP_HOST, *argv], capture_output=True, check=False)
     entered = container_exec(APP_HOST, argv)
+    assert entered is not None, "the tests run as root: the container must be entered through nsenter"
     assert (podman.returncode, entered.returncode) == (rc, rc)
 
 
