@@ -110,6 +110,7 @@ class Entry:
 CACHE_DIR = Path("/run/iact-podman")
 NSENTER = shutil.which("nsenter")
 BASH = shutil.which("bash")
+ENV = shutil.which("env")
 # The cgroup hierarchies a `podman exec` joins (runc joins the container's path in each one mounted).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -158,7 +159,7 @@ def entry(container: str, podman: str = "podman", extra_args: str = "") -> Entry
     container does not run or is paused, or when it has a user namespace of its own (rootless
     podman, --userns): entering that one needs the mappings podman sets up.
     """
-    if os.geteuid() != 0 or not NSENTER or not BASH or os.environ.get("IACT_PODMAN_NSENTER") == "0":
+    if os.geteuid() != 0 or not NSENTER or not BASH or not ENV or os.environ.get("IACT_PODMAN_NSENTER") == "0":
         return None
     cache = _cache_file(podman, extra_args, container)
     try:
@@ -302,7 +303,10 @@ def command(into: Entry, argv: list[str]) -> list[bytes | str] | None:
     # podman exec's command leads a session of its own inside the container (runc calls setsid).
     leader = ["/usr/bin/setsid"] if os.path.exists(f"/proc/{into.pid}/root/usr/bin/setsid") else []
     return [
-        BASH, "-c", _JOIN, "iact-podman-join", str(len(procs)), *procs,
+        # Every signal at its default, as podman exec's commands get them: a caller started in the
+        # background (CI's jobs, nohup) ignores SIGINT, SIGQUIT or SIGHUP, and an ignored signal is
+        # inherited through exec, which bash cannot undo (coreutils' env, 8.31 and later, can).
+        ENV, "--default-signal", BASH, "-c", _JOIN, "iact-podman-join", str(len(procs)), *procs,
         str(len(limits)), *(value for limit in limits for value in limit),
         NSENTER, "-t", str(into.pid), *namespaces, "--", "env", "-i", *env, *leader, *capabilities, *argv,
     ]  # fmt: skip
