@@ -111,6 +111,22 @@ CACHE_DIR = Path("/run/iact-podman")
 NSENTER = shutil.which("nsenter")
 BASH = shutil.which("bash")
 ENV = shutil.which("env")
+_ENV_RESETS_SIGNALS: bool | None = None
+
+
+def _env_resets_signals() -> bool:
+    """Whether `env --default-signal` works here (coreutils 8.31 and later); asked once per process.
+    Without it the commands would keep the caller's ignored signals, so podman exec runs them."""
+    global _ENV_RESETS_SIGNALS
+    if _ENV_RESETS_SIGNALS is None:
+        try:
+            probe = subprocess.run([ENV or "env", "--default-signal", "true"], capture_output=True, check=False)
+            _ENV_RESETS_SIGNALS = probe.returncode == 0
+        except OSError:
+            _ENV_RESETS_SIGNALS = False
+    return _ENV_RESETS_SIGNALS
+
+
 # The cgroup hierarchies a `podman exec` joins (runc joins the container's path in each one mounted).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -159,7 +175,14 @@ def entry(container: str, podman: str = "podman", extra_args: str = "") -> Entry
     container does not run or is paused, or when it has a user namespace of its own (rootless
     podman, --userns): entering that one needs the mappings podman sets up.
     """
-    if os.geteuid() != 0 or not NSENTER or not BASH or not ENV or os.environ.get("IACT_PODMAN_NSENTER") == "0":
+    if (
+        os.geteuid() != 0
+        or not NSENTER
+        or not BASH
+        or not ENV
+        or os.environ.get("IACT_PODMAN_NSENTER") == "0"
+        or not _env_resets_signals()
+    ):
         return None
     cache = _cache_file(podman, extra_args, container)
     try:
