@@ -2,7 +2,8 @@
 
 A copy of the repository with the next version number and one new (empty) migration is rolled out
 to the scenario's app host; then the repository's own version is put back, so the host is left
-as converged. The host is the one this scenario's verifier tests (molecule.yml), which is also
+as converged (unless IACT_LAB_DESTROYED_AFTER_VERIFY=1 says Molecule removes it next). The host is
+the one this scenario's verifier tests (molecule.yml), which is also
 the lab's app host when the test is run by hand against `scripts/lab up`.
 """
 

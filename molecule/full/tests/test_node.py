@@ -1,5 +1,13 @@
 """Per-node checks: testinfra runs each once per container (podman://cass1..3)."""
 
+from pathlib import Path
+
+import yaml
+
+# The heap the lab's inventory gives the nodes (the scenario links its group_vars).
+LAB_CASSANDRA = Path(__file__).resolve().parents[3] / "inventories/lab/group_vars/cassandra/cassandra.yml"
+HEAP_MB = int(yaml.safe_load(LAB_CASSANDRA.read_text())["cassandra_cluster_heap_mb"])
+
 
 def test_cassandra_is_active_and_enabled(host):
     service = host.service("cassandra")
@@ -27,7 +35,9 @@ def test_configuration_is_ours(host):
     assert "authenticator: PasswordAuthenticator" in text
     assert "num_tokens: 16" in text
     assert "allocate_tokens_for_local_replication_factor: 3" in text
-    assert "-Xmx512M" in host.file("/etc/cassandra/jvm-server.options").content_string
+    assert f"-Xmx{HEAP_MB}M" in host.file("/etc/cassandra/jvm-server.options").content_string
+    # Storage-attached indexes build their segments within an eighth of the heap (1 GiB by default).
+    assert f"\n  segment_write_buffer_size: {min(HEAP_MB // 8, 1024)}MiB" in text
 
 
 def test_maintenance_jobs_are_scheduled_with_a_lock(host):
