@@ -441,3 +441,34 @@ def test_a_poll_abandoned_before_its_reads_does_not_count_its_scan_as_done(tmp_p
     t2 = FileTailer(specs, cp2, max_line_bytes=1024, start_position="beginning", rotate_wait=0.0)
     got += read_all(t2, cp2)
     assert _data(got) == sorted((_lines(3, "O") + _lines(2, "O2") + _lines(4, "E") + _lines(1, "N")).splitlines())
+
+
+def test_a_copy_renamed_away_while_it_is_looked_for_is_still_found(tmp_path, monkeypatch):
+    """Two copytruncates in quick succession (CI's chaos seed 63, run 42): the tailer looked for the
+    first copy while the second rotation renamed it to app.log.2 and left an empty app.log.1 in its
+    name. The lookup opened what its listing called app.log.1, found no copy, and lost the lines
+    read but not yet delivered."""
+    log = tmp_path / "app.log"
+    cp, t = make(tmp_path)
+    append(log, _lines(5, "a"))
+    first = read_all(t, cp, ack=False)  # read, not delivered: after the truncation only the copy has them
+    assert len(first) == 5
+    shutil.copy(log, tmp_path / "app.log.1")
+    os.truncate(log, 0)
+    listed = FileTailer._copy_candidates
+    raced = []
+
+    def listing_then_second_rotation(self, state):
+        found = listed(self, state)
+        if not raced:  # the second copytruncate runs between the listing and the open
+            raced.append(True)
+            (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")
+            shutil.copy(log, tmp_path / "app.log.1")
+            os.truncate(log, 0)
+        return found
+
+    monkeypatch.setattr(FileTailer, "_copy_candidates", listing_then_second_rotation)
+    again = read_all(t, cp) + read_all(t, cp)  # the copy is claimed in one poll, read from the next
+    assert raced and t.copies_adopted == 1, "the copy, renamed to app.log.2 meanwhile, was not found"
+    assert [x.data for x in again] == [x.data for x in first]
+    assert {x.key for x in again} == {first[0].key}, "read again under its own generation, from its copy"

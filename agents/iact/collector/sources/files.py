@@ -31,11 +31,18 @@ MIN_HEAD = 64
 COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".z", ".zip")
 READ_CHUNK = 256 * 1024
 MAX_CHUNKS_PER_POLL = 16  # per file, so one busy file cannot starve the others
+# Looks for a copytruncate copy while rotations beside it keep renaming the siblings (see _find_copy).
+COPY_LOOKUPS = 5
 
 
 def _fingerprint(fd: int, length: int = FP_BYTES) -> tuple[str, int]:
     head = os.pread(fd, length, 0)
     return hashlib.sha256(head).hexdigest(), len(head)
+
+
+def _identities(siblings: list[tuple[str, os.stat_result]]) -> list[tuple[str, int, int]]:
+    """Which file each listed name was: a rename or a new file under an old name changes it."""
+    return [(path, st.st_dev, st.st_ino) for path, st in siblings]
 
 
 @dataclass
@@ -374,23 +381,35 @@ class FileTailer:
 
         Its lines keep the generation's key and resume at the acknowledged offset, so what was
         stored before is not stored again and the tail not yet read is not lost.
+
+        A rotation running beside the lookup (a second copytruncate renaming the copy to `.2` and
+        writing an empty `.1` in its name) changes what a listed name opens between the listing and
+        the open: while the siblings are not what the listing said, the lookup starts again (CI's
+        chaos seed 63 lost 76 lines to one such race).
         """
-        for path, st in self._copy_candidates(state):
-            fd = self._open(path)
-            if fd is None:
-                continue
-            st = os.fstat(fd)
-            if _fingerprint(fd, state.fp_len)[0] == state.fp and st.st_size >= state.offset:
-                log.info("%s is the copytruncate copy of %s; resuming at offset %d", path, state.path, state.offset)
-                state.path, state.dev, state.ino, state.truncated = path, st.st_dev, st.st_ino, False
-                if state.fp_len == 0:
-                    # Seen only empty: its identity is now the copy's first bytes (saved with the new
-                    # generation's registration), so a restart before the copy's first read resumes
-                    # it instead of forgetting a generation with nothing read.
-                    state.fp, state.fp_len = _fingerprint(fd)
-                self.copies_adopted += 1
-                return fd
-            os.close(fd)
+        for _ in range(COPY_LOOKUPS):
+            listed = self._copy_candidates(state)
+            for path, listed_st in listed:
+                fd = self._open(path)
+                if fd is None:
+                    continue
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != (listed_st.st_dev, listed_st.st_ino):
+                    os.close(fd)  # another file under that name now: the next listing says where it went
+                    continue
+                if _fingerprint(fd, state.fp_len)[0] == state.fp and st.st_size >= state.offset:
+                    log.info("%s is the copytruncate copy of %s; resuming at offset %d", path, state.path, state.offset)
+                    state.path, state.dev, state.ino, state.truncated = path, st.st_dev, st.st_ino, False
+                    if state.fp_len == 0:
+                        # Seen only empty: its identity is now the copy's first bytes (saved with the new
+                        # generation's registration), so a restart before the copy's first read resumes
+                        # it instead of forgetting a generation with nothing read.
+                        state.fp, state.fp_len = _fingerprint(fd)
+                    self.copies_adopted += 1
+                    return fd
+                os.close(fd)
+            if _identities(self._copy_candidates(state)) == _identities(listed):
+                return None  # the siblings held still: there is no copy
         return None
 
     def _find_in_directory(self, state: FileState) -> int | None:
