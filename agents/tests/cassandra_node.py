@@ -95,6 +95,8 @@ batch_size_fail_threshold: 640KiB
         (conf / "jvm-server.options").write_text(
             f"-Xms{self.heap_mb}M\n-Xmx{self.heap_mb}M\n-Xss256k\n-Djava.net.preferIPv4Stack=true\n"
             "-Dcassandra.skip_wait_for_gossip_to_settle=0\n-Dcassandra.ring_delay_ms=1000\n"
+            # A node with no peers has no one to announce its shutdown to (2 s per stop otherwise).
+            "-Dcassandra.shutdown_announce_in_ms=0\n"
         )
         (conf / "logback.xml").write_text(
             '<configuration><appender name="F" class="ch.qos.logback.core.FileAppender">'
