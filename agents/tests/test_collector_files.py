@@ -443,6 +443,46 @@ def test_a_poll_abandoned_before_its_reads_does_not_count_its_scan_as_done(tmp_p
     assert _data(got) == sorted((_lines(3, "O") + _lines(2, "O2") + _lines(4, "E") + _lines(1, "N")).splitlines())
 
 
+def test_a_copy_renamed_while_the_directory_is_listed_is_still_seen(tmp_path, monkeypatch):
+    """The same race on the path of a file seen only empty (a review of the fix above): with no
+    first bytes to compare, a new sibling holding the old content is what tells a copytruncate. A
+    second rotation between the directory's listing and the stat of its names (app.log.1 renamed
+    to app.log.2, an empty app.log.1 in its place) hid the copy from the one listing there was: the
+    file was taken as not replaced, and the lines only its copy held were lost."""
+    import iact.collector.sources.files as files
+
+    log = tmp_path / "app.log"
+    log.touch()
+    cp, t = make(tmp_path)
+    assert read_all(t, cp) == []  # seen only empty
+    probe = tmp_path / "probe"  # the file clock (a few ms coarse) moves on, so the write is seen
+    while (probe.write_bytes(b"x"), probe.stat().st_ctime_ns)[1] <= log.stat().st_ctime_ns:
+        pass
+    probe.unlink()
+    lines = _lines(7, "c")
+    append(log, lines)
+    shutil.copyfile(log, tmp_path / "app.log.1")
+    os.truncate(log, 0)
+    real_listdir = os.listdir
+    raced = []
+
+    def listing_then_second_rotation(directory="."):
+        names = real_listdir(directory)
+        if not raced and "app.log.1" in names:  # the second copytruncate runs between listdir and stat
+            raced.append(True)
+            (tmp_path / "app.log.1").rename(tmp_path / "app.log.2")
+            shutil.copyfile(log, tmp_path / "app.log.1")
+            os.truncate(log, 0)
+        return names
+
+    monkeypatch.setattr(files.os, "listdir", listing_then_second_rotation)
+    got = read_all(t, cp) + read_all(t, cp)
+    assert raced, "the race was not staged: the tailer listed no app.log.1"
+    assert sorted(x.data.decode() for x in got) == sorted(lines.splitlines()), (
+        "the lines only the copy (renamed to app.log.2 meanwhile) held were not read"
+    )
+
+
 def test_a_copy_renamed_away_while_it_is_looked_for_is_still_found(tmp_path, monkeypatch):
     """Two copytruncates in quick succession (CI's chaos seed 63, run 42): the tailer looked for the
     first copy while the second rotation renamed it to app.log.2 and left an empty app.log.1 in its

@@ -472,22 +472,30 @@ class FileTailer:
         copytruncate copies first and truncates after. A copy (whole or still being written) that
         the live file still starts with is not yet a reason to replace it: reading the live file now
         and the copy later would store the same lines under two generations.
+
+        A rotation running beside the look (a second copytruncate renaming the copy to `.2` between
+        the directory's listing and the stat of its names) can hide the copy from one listing: while
+        the siblings are not what the listing said, the look starts again, as _find_copy's does.
         """
         first_read = t.last_size < 0
-        for path, cst in self._copy_candidates(t.state):
-            if first_read and cst.st_mtime_ns <= t.last_ctime:
-                # At the first read, the look before was the discovery: a sibling last written before
-                # the file as discovered is a rotation (start_position: end skips it), not its copy.
-                continue
-            fd = self._open(path)
-            if fd is None:
-                continue
-            try:
-                copy_head = os.pread(fd, FP_BYTES, 0)
-            finally:
-                os.close(fd)
-            if st.st_size < cst.st_size or not head.startswith(copy_head):
-                return True
+        for _ in range(COPY_LOOKUPS):
+            listed = self._copy_candidates(t.state)
+            for path, cst in listed:
+                if first_read and cst.st_mtime_ns <= t.last_ctime:
+                    # At the first read, the look before was the discovery: a sibling last written before
+                    # the file as discovered is a rotation (start_position: end skips it), not its copy.
+                    continue
+                fd = self._open(path)
+                if fd is None:
+                    continue
+                try:
+                    copy_head = os.pread(fd, FP_BYTES, 0)
+                finally:
+                    os.close(fd)
+                if st.st_size < cst.st_size or not head.startswith(copy_head):
+                    return True
+            if _identities(self._copy_candidates(t.state)) == _identities(listed):
+                return False  # the siblings held still: nothing was copied away
         return False
 
     def _read(self, t: Tracked) -> Iterator[RawLine]:
