@@ -483,6 +483,57 @@ def test_a_copy_renamed_while_the_directory_is_listed_is_still_seen(tmp_path, mo
     )
 
 
+@pytest.mark.parametrize("when", ["before-the-listing", "between-the-listings", "into-an-empty-copy"])
+def test_a_copy_made_while_it_is_looked_for_is_not_taken_for_a_truncation(tmp_path, monkeypatch, when):
+    """copytruncate copies first and truncates after; the application writes on meanwhile. A copy
+    made during the look, while the live file still holds it, is not a reason to replace the live
+    file, whatever the live file held when the poll began: a second generation would read the same
+    lines again (a review of the relisting above: it compared the copy with the live file's size and
+    first bytes from the start of the poll, and stored every line twice). `into-an-empty-copy` is
+    logrotate creating `.1` before copying into it, with no rename at all."""
+    log = tmp_path / "app.log"
+    log.touch()
+    cp, t = make(tmp_path)
+    assert read_all(t, cp) == []  # seen only empty
+    probe = tmp_path / "probe"
+    while (probe.write_bytes(b"x"), probe.stat().st_ctime_ns)[1] <= log.stat().st_ctime_ns:
+        pass
+    probe.unlink()
+    first, more = _lines(3, "L"), _lines(2, "M")
+    append(log, first)
+    copy = tmp_path / "app.log.1"
+    listed = FileTailer._copy_candidates
+    staged = []
+
+    def copy_without_truncating():
+        staged.append(True)
+        append(log, more)  # written after the poll looked at the live file
+        shutil.copyfile(log, copy)  # the copy is made; the truncation is still to come
+
+    def look(self, state):
+        if not staged and when == "before-the-listing":
+            copy_without_truncating()
+        if not staged and when == "into-an-empty-copy":
+            copy.touch()
+        found = listed(self, state)
+        if not staged and when != "before-the-listing":
+            copy_without_truncating()
+        return found
+
+    monkeypatch.setattr(FileTailer, "_copy_candidates", look)
+    got = read_all(t, cp)
+    monkeypatch.undo()
+    assert staged
+    os.truncate(log, 0)  # copytruncate finishes
+    got += read_all(t, cp) + read_all(t, cp)
+    ids: dict[bytes, set[tuple[str, int]]] = {}
+    for x in got:
+        ids.setdefault(x.data, set()).add((x.key, x.offset))
+    twice = {d: i for d, i in ids.items() if len(i) > 1}
+    assert not twice, f"{len(twice)} lines read under two row ids, e.g. {next(iter(twice.items()))}"
+    assert sorted(x.decode() for x in ids) == sorted((first + more).splitlines())
+
+
 def test_a_copy_renamed_away_while_it_is_looked_for_is_still_found(tmp_path, monkeypatch):
     """Two copytruncates in quick succession (CI's chaos seed 63, run 42): the tailer looked for the
     first copy while the second rotation renamed it to app.log.2 and left an empty app.log.1 in its

@@ -455,7 +455,7 @@ class FileTailer:
         head = os.pread(t.fd, FP_BYTES, 0)  # one read: checked and, below, sharpened from the same bytes
         if t.state.fp_len and hashlib.sha256(head[: t.state.fp_len]).hexdigest() != t.state.fp:
             return True
-        if t.state.fp_len == 0 and 0 <= t.last_ctime != st.st_ctime_ns and self._copied_away(t, st, head):
+        if t.state.fp_len == 0 and 0 <= t.last_ctime != st.st_ctime_ns and self._copied_away(t):
             # Seen only empty, then written and copy-truncated between two polls (and maybe written
             # again): no first bytes to compare, but a new sibling holding the old content tells.
             return True
@@ -466,7 +466,7 @@ class FileTailer:
             self.checkpoints.changed(save=True)
         return False
 
-    def _copied_away(self, t: Tracked, st: os.stat_result, head: bytes) -> bool:
+    def _copied_away(self, t: Tracked) -> bool:
         """A new sibling holds content this file no longer starts with: it was copied, then truncated.
 
         copytruncate copies first and truncates after. A copy (whole or still being written) that
@@ -489,10 +489,17 @@ class FileTailer:
                 if fd is None:
                     continue
                 try:
+                    opened = os.fstat(fd)
+                    if (opened.st_dev, opened.st_ino) != (cst.st_dev, cst.st_ino):
+                        continue  # another file under that name now: the next listing says where it went
                     copy_head = os.pread(fd, FP_BYTES, 0)
                 finally:
                     os.close(fd)
-                if st.st_size < cst.st_size or not head.startswith(copy_head):
+                # Against the live file as it is now, after the copy was read, not as the poll found it:
+                # the application writes on while logrotate copies, and copytruncate truncates only
+                # once the copy is made, so a live file that still holds the copy is not copied away.
+                now, live_head = os.fstat(t.fd), os.pread(t.fd, FP_BYTES, 0)
+                if now.st_size < opened.st_size or not live_head.startswith(copy_head):
                     return True
             if _identities(self._copy_candidates(t.state)) == _identities(listed):
                 return False  # the siblings held still: nothing was copied away
