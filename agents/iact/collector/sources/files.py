@@ -387,8 +387,8 @@ class FileTailer:
         the open: while the siblings are not what the listing said, the lookup starts again (CI's
         chaos seed 63 lost 76 lines to one such race).
         """
+        listed = self._copy_candidates(state)
         for _ in range(COPY_LOOKUPS):
-            listed = self._copy_candidates(state)
             for path, listed_st in listed:
                 fd = self._open(path)
                 if fd is None:
@@ -408,8 +408,10 @@ class FileTailer:
                     self.copies_adopted += 1
                     return fd
                 os.close(fd)
-            if _identities(self._copy_candidates(state)) == _identities(listed):
+            relisted = self._copy_candidates(state)
+            if _identities(relisted) == _identities(listed):
                 return None  # the siblings held still: there is no copy
+            listed = relisted  # the next look starts from what the siblings are now
         return None
 
     def _find_in_directory(self, state: FileState) -> int | None:
@@ -478,8 +480,8 @@ class FileTailer:
         the siblings are not what the listing said, the look starts again, as _find_copy's does.
         """
         first_read = t.last_size < 0
+        listed = self._copy_candidates(t.state)
         for _ in range(COPY_LOOKUPS):
-            listed = self._copy_candidates(t.state)
             for path, cst in listed:
                 if first_read and cst.st_mtime_ns <= t.last_ctime:
                     # At the first read, the look before was the discovery: a sibling last written before
@@ -501,8 +503,10 @@ class FileTailer:
                 now, live_head = os.fstat(t.fd), os.pread(t.fd, FP_BYTES, 0)
                 if now.st_size < opened.st_size or not live_head.startswith(copy_head):
                     return True
-            if _identities(self._copy_candidates(t.state)) == _identities(listed):
+            relisted = self._copy_candidates(t.state)
+            if _identities(relisted) == _identities(listed):
                 return False  # the siblings held still: nothing was copied away
+            listed = relisted  # the next look starts from what the siblings are now
         return False
 
     def _read(self, t: Tracked) -> Iterator[RawLine]:
