@@ -2,10 +2,12 @@
 
 cassandra_cluster's security.yml restarts a ring that had no data when the run began all at once
 (restart_new_ring.yml), and any other ring one node at a time. The full scenario converges a new
-ring, so CI exercises the first branch against real nodes and the rolling restarts of every other
-playbook exercise node_cycle.yml; this pins the decision between the two, which a mistake would turn
-into a whole production cluster restarted at once. The expression is read from the role's task
-file and evaluated by Ansible's own templating, as a play would.
+ring, so CI's Molecule runs take the first branch against real nodes. The second (production's,
+when authentication is switched on for a cluster with data) runs in the add_node scenario, not in
+CI; its turns are node_cycle.yml's restarts, which every rolling playbook of the full scenario runs.
+This pins the decision between the two, which a mistake would turn into a whole production cluster
+restarted at once, and what the rolling loop asks of each node. The expressions are read from the
+role's task file and evaluated by Ansible's own templating, as a play would.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ def _task(name: str) -> dict:
     return found[0]
 
 
+def render(expr: str, variables: dict) -> str:
+    return str(Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expr.strip())))
+
+
 def new_ring(play_hosts: list[str], has_data: dict[str, bool | None]) -> bool:
     """The task's verdict for a play on `play_hosts`, each host's `_cassandra_cluster_has_data`
     as given (None: the fact was never set, e.g. a preflight that did not run)."""
@@ -39,9 +45,9 @@ def new_ring(play_hosts: list[str], has_data: dict[str, bool | None]) -> bool:
         "ansible_play_hosts": play_hosts,
         "hostvars": hostvars,
     }
-    out = Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expr.strip()))
-    assert str(out) in {"True", "False"}, f"the expression rendered {out!r}, not a boolean"
-    return str(out) == "True"
+    out = render(expr, variables)
+    assert out in {"True", "False"}, f"the expression rendered {out!r}, not a boolean"
+    return out == "True"
 
 
 def test_a_ring_with_no_data_anywhere_restarts_at_once():
@@ -73,3 +79,14 @@ def test_each_branch_runs_only_under_its_verdict():
     assert at_once["when"] == "_cassandra_cluster_new_ring | bool"
     assert rolling["ansible.builtin.include_tasks"] == "node_cycle.yml"
     assert rolling["when"] == "not _cassandra_cluster_new_ring | bool"
+
+
+def test_the_rolling_loop_restarts_exactly_the_nodes_whose_configuration_changed():
+    rolling = _task("Restart nodes one at a time with authentication on")
+    assert rolling["loop"] == "{{ ansible_play_hosts }}" and rolling["run_once"] is True
+    assert rolling["loop_control"]["loop_var"] == "_cassandra_cluster_node"
+    action = rolling["vars"]["_cassandra_cluster_node_action"]
+    needed = {"cass1": True, "cass2": False, "cass3": True}
+    hostvars = {h: {"_cassandra_cluster_restart_needed": v} for h, v in needed.items()}
+    got = {h: render(action, {"hostvars": hostvars, "_cassandra_cluster_node": h}) for h in GROUP}
+    assert got == {"cass1": "restart", "cass2": "none", "cass3": "restart"}

@@ -3,7 +3,8 @@
 1. `prepare`: replicate system_auth (and the other system keyspaces that hold cluster state) with
    NetworkTopologyStrategy before any node requires passwords, so a lost node never takes the
    only replica of a role with it.
-2. The role restarts nodes one at a time with PasswordAuthenticator.
+2. The role restarts the nodes with PasswordAuthenticator: one at a time on a ring with data, all
+   at once on a ring the same run formed (no data, no client yet).
 3. `bootstrap`: log in as the default `cassandra` role once, create the operator's superuser,
    then strip the default role of login and superuser.
 4. `roles`: least-privilege writer and reader roles with their grants.
