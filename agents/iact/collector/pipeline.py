@@ -365,6 +365,8 @@ class Collector:
                 "enabled": self.journal is not None,
                 "acked_cursor": self.checkpoints.journal_cursor,
                 "entries_read": self.journal.entries_read if self.journal else 0,
+                "entries_reread": self.journal.entries_reread if self.journal else 0,
+                "entries_incomplete": self.journal.entries_incomplete if self.journal else 0,
             },
             "spool_bytes": self.durable.pending_bytes(),
             "queues": {"lines": self.lines.qsize(), "batches": self.batches.qsize()},

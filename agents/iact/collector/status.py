@@ -117,6 +117,11 @@ def render(status: dict[str, Any]) -> str:
     j = status["journal"]
     if j["enabled"]:
         lines.append(f"journal: {j['entries_read']} entries read, acknowledged cursor {j['acked_cursor'] or '-'}")
+        if j.get("entries_reread") or j.get("entries_incomplete"):  # .get: a status file from an older agent
+            lines.append(
+                f"journal: {j.get('entries_reread', 0)} entries printed torn and read again by cursor, "
+                f"{j.get('entries_incomplete', 0)} still torn (see the agent's warnings)"
+            )
     lines.append("")
     lines.append("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     dead = status.get("dead_letter", {})

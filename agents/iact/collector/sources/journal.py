@@ -2,6 +2,7 @@
 
 journalctl is used rather than the C bindings so the agent installs from wheels alone; it also
 handles journal rotation and vacuuming for us. --after-cursor skips the entry at the cursor.
+An entry printed without a field journald always writes is read again (journal_whole.py).
 Its stderr is drained by a thread while it runs: a pipe nobody reads fills at 64 KiB, and then
 journalctl blocks on its next warning and the journal stops while the agent looks healthy.
 """
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import IO
 
+from iact.collector.sources.journal_whole import Rereader
 from iact.collector.sources.records import RawJournal
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,17 @@ class JournalSource:
         self.proc: subprocess.Popen[bytes] | None = None
         self._stopped = threading.Event()
         self.entries_read = 0
+        self._rereader = Rereader(command, max_bytes, self._stopped)
+
+    @property
+    def entries_reread(self) -> int:
+        """Entries printed without a field journald always writes, completed by reading them again."""
+        return self._rereader.reread
+
+    @property
+    def entries_incomplete(self) -> int:
+        """Entries passed on still without such a field (each one logged)."""
+        return self._rereader.incomplete
 
     def stop(self) -> None:
         """Make entries() return soon."""
@@ -124,6 +137,8 @@ class JournalSource:
                 m = _CURSOR.search(line)
                 if m:
                     self.cursor = m.group(1).decode()
+                    if not cut:  # a cut line lacks fields by design
+                        line, cut = self._rereader.whole(line, self.cursor)
                 self.entries_read += 1
                 backoff = 1.0
                 yield RawJournal(line, cut)
