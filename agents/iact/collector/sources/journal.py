@@ -100,12 +100,13 @@ class JournalSource:
 
     @property
     def entries_incomplete(self) -> int:
-        """Entries passed on still without such a field (each one logged)."""
+        """Entries passed on still without such a field (logged, at most once a minute)."""
         return self._rereader.incomplete
 
     def stop(self) -> None:
         """Make entries() return soon."""
         self._stopped.set()
+        self._rereader.stop()
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
 
@@ -136,9 +137,13 @@ class JournalSource:
                     cut += len(more)
                 m = _CURSOR.search(line)
                 if m:
-                    self.cursor = m.group(1).decode()
+                    cursor = m.group(1).decode()
                     if not cut:  # a cut line lacks fields by design
-                        line, cut = self._rereader.whole(line, self.cursor)
+                        whole = self._rereader.whole(line, cursor)
+                        if whole is None:  # stopped while reading it again: the next start reads it
+                            break
+                        line, cut = whole
+                    self.cursor = cursor
                 self.entries_read += 1
                 backoff = 1.0
                 yield RawJournal(line, cut)

@@ -7,17 +7,23 @@ moments later the entry is whole. CI run 46 stored `run=a9043330 seq=676` from t
 that way while every Cassandra node restarted; systemd#40263 reports the same from libsystemd.
 
 Which entries are suspect is decided from fields a client cannot set or leave out: journald adds
-_TRANSPORT and _BOOT_ID to every entry, and MESSAGE and PRIORITY to every syslog, stdout and kernel
-one. An entry sent over the native protocol may lack MESSAGE on purpose, and any local user can send
-such entries, so those are read again only within a small budget: a flood of them cannot turn the
-source into one journalctl run per entry.
+_TRANSPORT to every entry, _PID/_UID/_GID (the socket's credentials) to every syslog, stdout and
+native one, and MESSAGE and PRIORITY to every syslog, stdout and kernel one. (_BOOT_ID is printed
+from the entry's header, so it is never missing.) A tear of a field journald may leave out
+(_COMM, _SYSTEMD_UNIT: the sender may be gone before journald looks) cannot be told from its absence.
+A native entry may lack MESSAGE on purpose, and any local user can send such entries: they are
+suspect, not proof. Re-reading is bounded by a share of the source's time per kind, so neither a
+flood of such entries nor a journal file with a bad object (whose entries stay torn) can make the
+source crawl; such an entry is passed on as read, counted and logged.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,11 +32,12 @@ log = logging.getLogger(__name__)
 
 _CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"]+)"')
 _TRANSPORT = re.compile(rb'"_TRANSPORT"\s*:\s*"([a-z]+)"')
-# journald writes these whatever the client sent; transports not listed may lack MESSAGE on purpose.
-_ALWAYS = ("_TRANSPORT", "_BOOT_ID")
+_CREDENTIALS = ("_PID", "_UID", "_GID")
+# What journald writes whatever the client sent, by transport; "journal" is the native protocol.
 _BY_TRANSPORT = {
-    b"syslog": ("MESSAGE", "PRIORITY"),
-    b"stdout": ("MESSAGE", "PRIORITY"),
+    b"syslog": ("MESSAGE", "PRIORITY", *_CREDENTIALS),
+    b"stdout": ("MESSAGE", "PRIORITY", *_CREDENTIALS),
+    b"journal": _CREDENTIALS,
     b"kernel": ("MESSAGE", "PRIORITY"),
     b"audit": ("MESSAGE",),
     b"driver": ("MESSAGE",),
@@ -43,7 +50,7 @@ def _key(name: str) -> re.Pattern[bytes]:
     return re.compile(b'"' + name.encode() + rb'"\s*:')
 
 
-_KEYS = {name: _key(name) for name in {*_ALWAYS, "MESSAGE", "PRIORITY"}}
+_KEYS = {name: _key(name) for name in {"_TRANSPORT", "MESSAGE", *(f for fs in _BY_TRANSPORT.values() for f in fs)}}
 
 
 def missing_fields(line: bytes) -> tuple[list[str], bool]:
@@ -52,7 +59,7 @@ def missing_fields(line: bytes) -> tuple[list[str], bool]:
     Native entries without MESSAGE come back as (["MESSAGE"], False): suspect, not proof.
     """
     m = _TRANSPORT.search(line)
-    expected = [*_ALWAYS, *_BY_TRANSPORT.get(m.group(1), ())] if m else list(_ALWAYS)
+    expected = _BY_TRANSPORT.get(m.group(1), ()) if m else ("_TRANSPORT",)
     missing = [name for name in expected if not _KEYS[name].search(line)]
     if missing:
         return missing, True
@@ -61,29 +68,45 @@ def missing_fields(line: bytes) -> tuple[list[str], bool]:
     return [], False
 
 
+def _keys(line: bytes) -> frozenset[str] | None:
+    """The entry's field names (the order journalctl prints them in differs from one run to the next)."""
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return frozenset(entry) if isinstance(entry, dict) else None
+
+
 class Budget:
-    """A token bucket: `rate` takes a second on average, `burst` at once."""
+    """A share of the source's time, in seconds: `share` a second on average, `burst` at once."""
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self.tokens, self.at = burst, clock()
+    def __init__(self, share: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.share, self.burst, self.clock = share, burst, clock
+        self.seconds, self.at = burst, clock()
 
-    def take(self) -> bool:
-        """One token if there is one; False means "not now", and costs nothing."""
+    def _refill(self) -> None:
         now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.seconds = min(self.burst, self.seconds + (now - self.at) * self.share)
         self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+
+    def available(self) -> bool:
+        """Whether any time is left (a reading may overdraw it; the next waits until it is paid back)."""
+        self._refill()
+        return self.seconds > 0
+
+    def charge(self, seconds: float) -> None:
+        """Time spent reading again."""
+        self._refill()
+        self.seconds -= seconds
 
 
 class Rereader:
     """Completes a torn entry from a fresh journalctl, which opens the journal files as they are now."""
 
-    # Before each reading: the first at once (a new process is itself some milliseconds later).
-    DELAYS = (0.0, 0.2, 1.0)
+    # Before each reading: the first at once (a new process is itself some milliseconds later). A
+    # reading with no more fields than the last one ends the attempts: the tear is in the file.
+    DELAYS = (0.0, 0.25)
+    TIMEOUT = 5.0  # for one reading; stop() ends it at once
 
     def __init__(self, command: str, max_bytes: int, stopped: threading.Event) -> None:
         self.command = command
@@ -91,60 +114,101 @@ class Rereader:
         self.stopped = stopped
         self.reread = 0  # entries completed by a second reading
         self.incomplete = 0  # entries passed on still lacking a field journald guarantees
-        self._guaranteed = Budget(20, 200)  # a torn entry is rare; this only bounds an unforeseen kind
-        self._optional = Budget(2, 20)  # native entries without MESSAGE: anyone can send them
-        self._warned_budget = float("-inf")
+        self._guaranteed = Budget(0.1, 5.0)  # a tenth of the time: torn entries are rare
+        self._optional = Budget(0.02, 1.0)  # native entries without MESSAGE: anyone can send them
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._warned_at = float("-inf")
+        self._unwarned = 0
 
-    def whole(self, line: bytes, cursor: str) -> tuple[bytes, int]:
-        """(the entry, bytes cut from it): the line itself unless a reading by cursor completes it."""
+    def stop(self) -> None:
+        """End a reading under way (stopped is set first, so no other starts)."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
+
+    def whole(self, line: bytes, cursor: str) -> tuple[bytes, int] | None:
+        """(the entry, bytes cut from it): the line unless a reading by cursor completes it; None if
+        stopped meanwhile (the entry is not passed on, so the next start reads it again)."""
         missing, guaranteed = missing_fields(line)
         if not missing:
             return line, 0
         budget = self._guaranteed if guaranteed else self._optional
-        if not budget.take():
-            if guaranteed:
-                self._give_up(cursor, missing, 0, "the re-reading budget is spent")
-            return line, 0
-        readings = 0
-        for delay in self.DELAYS if guaranteed else self.DELAYS[:1]:
+        if not budget.available():
+            return self._torn(line, cursor, missing, guaranteed, "the time allowed for re-reading is spent")
+        keys = _keys(line)
+        stderr = ""
+        for delay in self.DELAYS:
             if self.stopped.wait(delay):
-                return line, 0
-            readings += 1
-            again = self._read(cursor)
-            if again is not None and (again[1] or not missing_fields(again[0])[0]):  # whole, or cut
+                return None
+            started = time.monotonic()
+            again, stderr = self._read(cursor)
+            budget.charge(time.monotonic() - started)
+            if self.stopped.is_set():
+                return None
+            if again is None:
+                break  # gone, or journalctl failed: a second try would not do better
+            if again[1] or not missing_fields(again[0])[0]:  # whole, or over the limit as any long entry
                 self.reread += 1
                 return again
-        if guaranteed:
-            self._give_up(cursor, missing, readings, "")
-        return line, 0
+            keys_again = _keys(again[0])
+            if keys is not None and keys_again is not None and keys_again <= keys:
+                break  # no field came back: torn in the file, not by a race
+            keys = keys_again
+        return self._torn(line, cursor, missing, guaranteed, f"a reading by its cursor did not complete it{stderr}")
 
-    def _give_up(self, cursor: str, missing: list[str], readings: int, why: str) -> None:
+    def _torn(self, line: bytes, cursor: str, missing: list[str], guaranteed: bool, why: str) -> tuple[bytes, int]:
+        """Passes a torn entry on: counted and logged if journald guarantees what it lacks."""
+        if not guaranteed:
+            return line, 0
         self.incomplete += 1
         now = time.monotonic()
-        if not readings and now - self._warned_budget < 60:
-            return  # a spent budget is said once a minute; an entry read again and still torn, each time
-        if not readings:
-            self._warned_budget = now
+        if now - self._warned_at < 60:  # a file with a bad object tears every entry that uses it
+            self._unwarned += 1
+            return line, 0
+        more = f" ({self._unwarned} more since the last such warning)" if self._unwarned else ""
+        self._warned_at, self._unwarned = now, 0
         log.warning(
-            "journal entry %s arrived without %s%s; it is stored as journalctl printed it "
-            "(`journalctl -o verbose --cursor='%s' -n1` shows what the journal holds now)",
-            cursor, ", ".join(missing),
-            f" and {readings} readings by its cursor did not complete it" if readings else f" ({why})",
-            cursor,
+            "journal entry %s arrived without %s (%s); it is stored as journalctl printed it%s. "
+            "`journalctl -o verbose --cursor='%s' -n1` shows what the journal holds; "
+            "`journalctl --verify` finds a damaged journal file",
+            cursor, ", ".join(missing), why, more, cursor,
         )  # fmt: skip
+        return line, 0
 
-    def _read(self, cursor: str) -> tuple[bytes, int] | None:
-        """The entry at `cursor` as a new journalctl prints it, or None (gone, or another entry)."""
+    def _read(self, cursor: str) -> tuple[tuple[bytes, int] | None, str]:
+        """(the entry at `cursor` as a new journalctl prints it, or None: gone, or another entry;
+        the end of journalctl's stderr, for the warning)."""
         argv = [self.command, "--output=json", "--all", "--quiet", f"--cursor={cursor}", "--lines=1"]
-        try:
-            out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=5, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            log.debug("cannot read journal entry %s again: %s", cursor, exc)
-            return None
-        first = out.stdout.split(b"\n", 1)[0]
-        m = _CURSOR.search(first[: self.max_bytes])
-        if not m or m.group(1).decode(errors="replace") != cursor:
-            return None  # vacuumed: journalctl sought the nearest entry, which is not this one
-        if len(first) + 1 > self.max_bytes:  # as the source cuts a long line: the head, and the count
-            return first[: self.max_bytes], len(first) + 1 - self.max_bytes
-        return first + b"\n", 0
+        with tempfile.TemporaryFile() as err:
+            try:
+                with self._lock:
+                    if self.stopped.is_set():
+                        return None, ""
+                    self._proc = proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+            except OSError as exc:
+                return None, f"; cannot run {argv[0]}: {exc}"
+            watchdog = threading.Timer(self.TIMEOUT, proc.kill)
+            watchdog.start()
+            try:
+                assert proc.stdout is not None
+                first = proc.stdout.readline(self.max_bytes)
+                cut = 0
+                if first and not first.endswith(b"\n"):  # over the limit: keep the head, count the rest
+                    while (more := proc.stdout.readline(self.max_bytes)) and not more.endswith(b"\n"):
+                        cut += len(more)
+                    cut += len(more)
+                proc.kill()  # one line is all it was asked for; the rest, if any, is not wanted
+                proc.wait()
+                proc.stdout.close()
+            finally:
+                watchdog.cancel()
+                with self._lock:
+                    self._proc = None
+            err.seek(0)
+            text = err.read()[-300:].decode(errors="replace").strip()
+        stderr = f"; journalctl said: {text}" if text else ""
+        m = _CURSOR.search(first)
+        if not m or m.group(1).decode(errors="replace") != cursor or (cut == 0 and not first.endswith(b"\n")):
+            return None, stderr  # vacuumed (journalctl sought the nearest entry), killed, or nothing printed
+        return (first, cut), stderr
