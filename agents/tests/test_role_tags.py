@@ -84,3 +84,22 @@ def test_a_phase_tag_selects_that_phase_of_each_role_and_no_other(tag):
         assert "Preflight checks" in names, f"--tags {tag} skips {role}'s preflight"
         others = set().union(*(n for t, n in phases.items() if t != tag))
         assert not others & names, f"--tags {tag} also selects {role}'s {others & names}"
+
+
+@pytest.mark.parametrize("role", sorted(PHASES))
+def test_the_internal_phase_list_restricts_each_phase_like_its_tag(role):
+    # playbooks/cassandra_enable_tls.yml runs only [configure, service] of these roles through it.
+    for task in yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text()):
+        phase = task["tags"][0]
+        if phase == "always":
+            assert "when" not in task, f"{role}: preflight runs whatever the phases"
+            continue
+        assert task["when"] == f"_{role}_phases is not defined or '{phase}' in _{role}_phases", task["name"]
+
+
+def test_the_tls_migration_reconfigures_the_clients_without_installing_them():
+    plays = yaml.safe_load((REPO / "playbooks" / "cassandra_enable_tls.yml").read_text())
+    clients = {p["roles"][0]["role"]: p for p in plays if p.get("roles") and p["roles"][0]["role"] in PHASES}
+    assert set(clients) == set(PHASES), "each client role reconnects over TLS"
+    for role, play in clients.items():
+        assert play["vars"][f"_{role}_phases"] == ["configure", "service"], role
