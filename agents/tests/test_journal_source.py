@@ -305,3 +305,19 @@ def test_status_shows_torn_entries_only_when_there_were_some():
     assert "torn" not in render(status), "a status file from an older agent renders"
     status["journal"] |= {"entries_reread": 2, "entries_incomplete": 1}
     assert "2 entries printed torn and read again by cursor, 1 still torn" in render(status)
+
+
+def test_a_reading_that_cannot_start_leaves_the_entry_as_it_was(monkeypatch, caplog):
+    # Out of file descriptors (or threads): the entry is passed on torn and said so; the journal goes on.
+    from iact.collector.sources import journal_whole
+
+    def no_fd(*_a, **_k):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(journal_whole.subprocess, "Popen", no_fd)
+    caplog.set_level(logging.WARNING)
+    rereader = journal_whole.Rereader("journalctl", 65536, threading.Event())
+    torn = json.dumps(entry(1, MESSAGE=True)).encode() + b"\n"
+    assert rereader.whole(torn, "s=1;i=1") == (torn, 0)
+    assert rereader.incomplete == 1
+    assert "Too many open files" in caplog.records[-1].getMessage()

@@ -7,6 +7,7 @@ other phases read. `--list-tasks` needs no host, so this runs without the lab.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from functools import cache
@@ -97,9 +98,33 @@ def test_the_internal_phase_list_restricts_each_phase_like_its_tag(role):
         assert task["when"] == f"_{role}_phases is not defined or '{phase}' in _{role}_phases", task["name"]
 
 
-def test_the_tls_migration_reconfigures_the_clients_without_installing_them():
+def test_the_tls_migration_installs_a_client_only_where_it_is_not_this_checkouts_version():
     plays = yaml.safe_load((REPO / "playbooks" / "cassandra_enable_tls.yml").read_text())
     clients = {p["roles"][0]["role"]: p for p in plays if p.get("roles") and p["roles"][0]["role"] in PHASES}
     assert set(clients) == set(PHASES), "each client role reconnects over TLS"
     for role, play in clients.items():
-        assert play["vars"][f"_{role}_phases"] == ["configure", "service"], role
+        assert play["vars"][f"_{role}_phases"] == "{{ _client_phases }}", role
+        (include,) = play["pre_tasks"]
+        assert include["ansible.builtin.include_tasks"] == "tasks/client_phases.yml", role
+        assert include["vars"]["_client_install_dir"] == f"{{{{ {role}_install_dir }}}}", role
+
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.template import Templar, trust_as_template
+
+    init_plugin_loader()  # the expression reads the checkout's version through the file lookup
+
+    tasks = yaml.safe_load((REPO / "playbooks" / "tasks" / "client_phases.yml").read_text())
+    choose = tasks[-1]
+    ours = re.search(r'__version__ = "([^"]+)"', (REPO / "agents" / "iact" / "__init__.py").read_text()).group(1)
+
+    def phases(installed: dict) -> list[str]:
+        variables = {"playbook_dir": str(REPO / "playbooks"), "_client_installed": installed}
+        templar = Templar(loader=DataLoader(), variables=variables)
+        variables |= {k: templar.template(trust_as_template(v)) for k, v in choose["vars"].items()}
+        expr = choose["ansible.builtin.set_fact"]["_client_phases"]
+        return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expr))
+
+    assert phases({"rc": 0, "stdout": ours}) == ["configure", "service"]
+    assert phases({"rc": 0, "stdout": ours + ".post1"}) == ["install", "configure", "service"]
+    assert phases({"rc": 2, "stdout": ""}) == ["install", "configure", "service"], "no virtualenv: install"

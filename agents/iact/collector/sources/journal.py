@@ -141,6 +141,7 @@ class JournalSource:
                     if not cut:  # a cut line lacks fields by design
                         whole = self._rereader.whole(line, cursor)
                         if whole is None:  # stopped while reading it again: the next start reads it
+                            self.proc.kill()  # a journalctl blocked on a full pipe may not end on SIGTERM
                             break
                         line, cut = whole
                     self.cursor = cursor

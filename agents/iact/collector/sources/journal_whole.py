@@ -177,20 +177,24 @@ class Rereader:
         return line, 0
 
     def _read(self, cursor: str) -> tuple[tuple[bytes, int] | None, str]:
-        """(the entry at `cursor` as a new journalctl prints it, or None: gone, or another entry;
-        the end of journalctl's stderr, for the warning)."""
+        """(the entry at `cursor` as a new journalctl prints it, or None: gone, another entry, or the
+        reading failed; the end of journalctl's stderr, or why it failed, for the warning). Never raises:
+        a failed reading leaves the entry as it was, it does not stop the journal."""
+        try:
+            return self._run(cursor)
+        except (OSError, RuntimeError, ValueError) as exc:  # no fd, no thread, no disk for stderr
+            return None, f"; cannot read it again: {exc}"
+
+    def _run(self, cursor: str) -> tuple[tuple[bytes, int] | None, str]:
         argv = [self.command, "--output=json", "--all", "--quiet", f"--cursor={cursor}", "--lines=1"]
         with tempfile.TemporaryFile() as err:
-            try:
-                with self._lock:
-                    if self.stopped.is_set():
-                        return None, ""
-                    self._proc = proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
-            except OSError as exc:
-                return None, f"; cannot run {argv[0]}: {exc}"
+            with self._lock:
+                if self.stopped.is_set():
+                    return None, ""
+                self._proc = proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
             watchdog = threading.Timer(self.TIMEOUT, proc.kill)
-            watchdog.start()
             try:
+                watchdog.start()
                 assert proc.stdout is not None
                 first = proc.stdout.readline(self.max_bytes)
                 cut = 0
@@ -198,11 +202,11 @@ class Rereader:
                     while (more := proc.stdout.readline(self.max_bytes)) and not more.endswith(b"\n"):
                         cut += len(more)
                     cut += len(more)
-                proc.kill()  # one line is all it was asked for; the rest, if any, is not wanted
-                proc.wait()
-                proc.stdout.close()
-            finally:
+            finally:  # one line is all it was asked for; whatever happened, the process ends here
                 watchdog.cancel()
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()  # type: ignore[union-attr]
                 with self._lock:
                     self._proc = None
             err.seek(0)
